@@ -1,0 +1,118 @@
+"""Staff manage agents here; prompts are edited as new immutable versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from agents.models import Agent, PromptVersion
+from agents.services import agent_make_default, prompt_version_create
+
+
+class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
+    model = PromptVersion
+    extra = 0
+    can_delete = False
+    fields = ("number", "is_active", "text", "created_at", "created_by")
+    readonly_fields = fields
+    ordering = ("-number",)
+    verbose_name = "prompt version"
+    verbose_name_plural = "Prompt versions (saving a changed prompt adds a version)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        return False
+
+
+class AgentForm(forms.ModelForm[Agent]):
+    llm_base_url = forms.URLField(
+        label="Base URL",
+        required=False,
+        assume_scheme="https",
+        help_text="e.g. http://127.0.0.1:11434/v1 for Ollama.",
+    )
+    system_prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        required=False,
+        help_text="Saving a changed prompt stores it as a new version; old versions are kept.",
+    )
+
+    class Meta:
+        model = Agent
+        # The default flag moves only through the "make default" action (one default).
+        exclude = ("is_default",)  # noqa: DJ006 - every other field is editable
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            active = self.instance.active_prompt
+            self.fields["system_prompt"].initial = active.text if active else ""
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin[Agent]):
+    form = AgentForm
+    list_display = ("name", "slug", "is_active", "is_default", "is_public", "llm_provider")
+    list_filter = ("is_active", "is_public", "llm_provider", "stt_provider", "tts_provider")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("is_default", "created_at", "updated_at")
+    inlines = [PromptVersionInline]
+    actions = ["make_default"]
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "is_active", "is_default", "is_public", "greeting")}),
+        ("Prompt", {"fields": ("system_prompt",)}),
+        (
+            "Language model",
+            {
+                "fields": (
+                    "llm_provider",
+                    "llm_model",
+                    "llm_temperature",
+                    "llm_max_tokens",
+                    "llm_base_url",
+                    "llm_api_key_env",
+                    "eliza_script",
+                )
+            },
+        ),
+        ("Speech", {"fields": ("stt_provider", "stt_model", "tts_provider", "tts_voice")}),
+        (
+            "Turn-taking",
+            {"fields": ("vad_threshold", "end_of_turn_silence_ms", "min_speech_ms", "barge_in")},
+        ),
+        ("Access and knowledge", {"fields": ("clm_token", "reset_policy")}),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        if not change and not Agent.objects.filter(is_default=True).exists():
+            obj.is_default = True
+        super().save_model(request, obj, form, change)
+        user = request.user if request.user.is_authenticated else None
+        prompt_version_create(
+            agent=obj, text=form.cleaned_data.get("system_prompt", ""), created_by=user
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        # The default agent serves the default endpoints; move the flag before deleting it.
+        if obj is not None and obj.is_default:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # Bulk delete could remove the default agent; delete from the change page instead.
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Make the selected agent the default", permissions=["change"])
+    def make_default(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one agent.", messages.ERROR)
+            return
+        agent = agent_make_default(agent=queryset.get())
+        self.message_user(request, f"{agent.name} is now the default agent.", messages.SUCCESS)

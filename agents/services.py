@@ -1,0 +1,90 @@
+"""Writes for agents and their prompt versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import Max
+
+from agents.models import Agent, LLMProvider, PromptVersion
+
+
+@transaction.atomic
+def agent_create(
+    *,
+    name: str,
+    slug: str,
+    prompt_text: str = "",
+    created_by: User | None = None,
+    **fields: Any,
+) -> Agent:
+    """Create a validated agent with its first prompt version.
+
+    The first agent ever created becomes the default, so there is always exactly one
+    default once any agent exists.
+    """
+    fields.pop("is_default", None)
+    agent = Agent(name=name, slug=slug, **fields)
+    agent.is_default = not Agent.objects.filter(is_default=True).exists()
+    agent.full_clean()
+    agent.save()
+    PromptVersion.objects.create(
+        agent=agent, number=1, text=prompt_text, is_active=True, created_by=created_by
+    )
+    return agent
+
+
+@transaction.atomic
+def prompt_version_create(
+    *, agent: Agent, text: str, created_by: User | None = None
+) -> PromptVersion:
+    """Store ``text`` as the agent's new active prompt; earlier versions stay unchanged.
+
+    Saving the text that is already active creates nothing and returns that version.
+    """
+    # Lock the agent row so two editors cannot both claim the next number.
+    Agent.objects.select_for_update().filter(pk=agent.pk).first()
+    active = PromptVersion.objects.filter(agent=agent, is_active=True).first()
+    if active is not None and active.text == text:
+        return active
+    last = PromptVersion.objects.filter(agent=agent).aggregate(n=Max("number"))["n"] or 0
+    PromptVersion.objects.filter(agent=agent, is_active=True).update(is_active=False)
+    return PromptVersion.objects.create(
+        agent=agent, number=last + 1, text=text, is_active=True, created_by=created_by
+    )
+
+
+@transaction.atomic
+def agent_make_default(*, agent: Agent) -> Agent:
+    """Move the default flag to ``agent`` (activating it) in one transaction."""
+    Agent.objects.select_for_update().filter(is_default=True).exclude(pk=agent.pk).update(
+        is_default=False
+    )
+    agent.is_default = True
+    agent.is_active = True
+    agent.save(update_fields=["is_default", "is_active", "updated_at"])
+    return agent
+
+
+DEMO_SLUG = "eliza"
+
+
+def agent_ensure_demo() -> tuple[Agent, bool]:
+    """Create the demo ELIZA agent (slug ``eliza``) unless it exists.
+
+    Returns the agent and whether it was created now.
+    """
+    existing = Agent.objects.filter(slug=DEMO_SLUG).first()
+    if existing is not None:
+        return existing, False
+    agent = agent_create(
+        name="ELIZA",
+        slug=DEMO_SLUG,
+        llm_provider=LLMProvider.ELIZA,
+        is_active=True,
+        is_public=True,
+        prompt_text="You are ELIZA, a Rogerian psychotherapist.",
+    )
+    return agent, True

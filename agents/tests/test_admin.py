@@ -1,0 +1,140 @@
+"""Staff manage agents in the admin; operators read conversations and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from agents.models import Agent, PromptVersion
+from conversations.models import Channel, Role
+from conversations.services import conversation_start, turn_record
+
+pytestmark = pytest.mark.django_db
+
+
+def form_data(response: Any) -> dict[str, Any]:
+    """The POST data a browser would send back for an admin change form, unchanged."""
+    data: dict[str, Any] = {}
+    form = response.context["adminform"].form
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is None or value is False:
+            continue
+        data[name] = value
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        for name in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS"):
+            data[f"{formset.prefix}-{name}"] = management.initial.get(name, 0)
+        for index, sub in enumerate(formset.initial_forms):
+            data[f"{formset.prefix}-{index}-id"] = sub.instance.pk
+            data[f"{formset.prefix}-{index}-agent"] = sub.instance.agent_id
+    return data
+
+
+def test_staff_create_an_agent_with_its_first_prompt(admin_client: Client) -> None:
+    add_url = reverse("admin:agents_agent_add")
+    data = form_data(admin_client.get(add_url))
+    data.update(name="Front desk", slug="front-desk", system_prompt="Greet visitors.")
+    response = admin_client.post(add_url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    agent = Agent.objects.get(slug="front-desk")
+    assert list(agent.prompt_versions.values_list("number", "text", "is_active")) == [
+        (1, "Greet visitors.", True)
+    ]
+    assert agent.is_default is True  # the first agent
+
+
+def test_editing_the_prompt_in_the_admin_adds_a_version(admin_client: Client, make_agent) -> None:
+    agent = make_agent(prompt_text="Version one.")
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    data = form_data(admin_client.get(url))
+    assert data["system_prompt"] == "Version one."
+    data["system_prompt"] = "Version two."
+    response = admin_client.post(url, data)
+    assert response.status_code == 302
+    versions = list(
+        PromptVersion.objects.filter(agent=agent)
+        .order_by("number")
+        .values_list("number", "text", "is_active")
+    )
+    assert versions == [(1, "Version one.", False), (2, "Version two.", True)]
+
+
+def test_saving_without_changing_the_prompt_adds_no_version(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent(prompt_text="Stable.")
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    data = form_data(admin_client.get(url))
+    data["greeting"] = "Hello there."
+    assert admin_client.post(url, data).status_code == 302
+    assert agent.prompt_versions.count() == 1
+    agent.refresh_from_db()
+    assert agent.greeting == "Hello there."
+
+
+def test_the_default_agent_cannot_be_deleted(admin_client: Client, make_agent) -> None:
+    agent = make_agent()
+    response = admin_client.post(
+        reverse("admin:agents_agent_delete", args=[agent.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 403
+    assert Agent.objects.filter(pk=agent.pk).exists()
+
+
+def test_make_default_action_moves_the_flag(admin_client: Client, make_agent) -> None:
+    make_agent()
+    other = make_agent()
+    response = admin_client.post(
+        reverse("admin:agents_agent_changelist"),
+        {"action": "make_default", "_selected_action": [other.pk]},
+    )
+    assert response.status_code == 302
+    assert list(Agent.objects.filter(is_default=True)) == [other]
+
+
+def test_operators_get_403_on_agent_pages(client: Client, operator, make_agent) -> None:
+    agent = make_agent()
+    client.force_login(operator)
+    assert client.get(reverse("admin:agents_agent_change", args=[agent.pk])).status_code == 403
+    assert client.get(reverse("admin:agents_agent_add")).status_code == 403
+    assert client.get(reverse("admin:agents_agent_changelist")).status_code == 403
+    response = client.post(
+        reverse("admin:agents_agent_change", args=[agent.pk]), {"name": "Hijacked"}
+    )
+    assert response.status_code == 403
+    agent.refresh_from_db()
+    assert agent.name != "Hijacked"
+
+
+def test_operators_read_and_search_conversations(client: Client, operator, make_agent) -> None:
+    agent = make_agent()
+    conversation = conversation_start(agent=agent, channel=Channel.HUME_CLM)
+    turn_record(conversation=conversation, role=Role.USER, text="my printer is on fire")
+    other = conversation_start(agent=agent, channel=Channel.WEB_TEXT)
+    turn_record(conversation=other, role=Role.USER, text="hello")
+    client.force_login(operator)
+
+    listing = client.get(reverse("admin:conversations_conversation_changelist"), {"q": "printer"})
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].result_list) == [conversation]
+
+    page = client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk]))
+    assert page.status_code == 200
+    assert "my printer is on fire" in page.content.decode()
+
+    filtered = client.get(
+        reverse("admin:conversations_conversation_changelist"), {"channel__exact": "web_text"}
+    )
+    assert list(filtered.context["cl"].result_list) == [other]
+
+
+def test_operators_cannot_change_conversations(client: Client, operator, make_agent) -> None:
+    conversation = conversation_start(agent=make_agent(), channel=Channel.WEB_TEXT)
+    client.force_login(operator)
+    url = reverse("admin:conversations_conversation_delete", args=[conversation.pk])
+    assert client.post(url, {"post": "yes"}).status_code == 403

@@ -1,0 +1,145 @@
+"""Fixtures shared by every app's tests: small factories for the core records."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from agents.models import Agent
+from agents.services import agent_create
+
+ROOT = Path(__file__).resolve().parent
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_agent(db: None) -> Callable[..., Agent]:
+    def make(**fields: Any) -> Agent:
+        n = next(_counter)
+        fields.setdefault("name", f"Agent {n}")
+        fields.setdefault("slug", f"agent-{n}")
+        fields.setdefault("prompt_text", f"You are agent {n}.")
+        return agent_create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(*, staff: bool = False, superuser: bool = False, groups: tuple[str, ...] = ()) -> User:
+        n = next(_counter)
+        user = User.objects.create_user(
+            username=f"user{n}",
+            password="pw-12345-xyz",
+            is_staff=staff or superuser,
+            is_superuser=superuser,
+        )
+        for name in groups:
+            user.groups.add(Group.objects.get(name=name))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def operator(make_user: Callable[..., User]) -> User:
+    return make_user(staff=True, groups=("Operators",))
+
+
+class ServerProcess:
+    """A real uvicorn process serving the project, for tests that cross process boundaries."""
+
+    def __init__(self, port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.port = port
+        self.process = process
+        self.log_path = log_path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start uvicorn processes against the test database; all are stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(**extra_env: str) -> ServerProcess:
+        from django.db import connection
+
+        db = connection.settings_dict
+        env = dict(os.environ)
+        env["DJANGO_SETTINGS_MODULE"] = "voiceapp.settings_test"
+        if db["ENGINE"].endswith("postgresql"):
+            env["DATABASE_URL"] = (
+                f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+            )
+        else:
+            env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+        env.update(extra_env)
+        port = _free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "voiceapp.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ws",
+                "websockets",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        server = ServerProcess(port, process, log_path)
+        started.append(server)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{server.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return server
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start in 30 s:\n{server.log()}")
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
