@@ -1,0 +1,1 @@
+"""Test doubles for the outside world (importable by any app's tests, never by app code)."""
