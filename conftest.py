@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group, User
 
 from agents.models import Agent
 from agents.services import agent_create
+from testing.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent
 _counter = itertools.count(1)
@@ -143,3 +144,16 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
                 server.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def _fake_openai_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(_fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """A local fake of the OpenAI API (real HTTP, real SSE), reset for each test."""
+    _fake_openai_server.reset()
+    return _fake_openai_server

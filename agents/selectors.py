@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 from django.db.models import QuerySet
 
+from agents.llm import LLMConfig
 from agents.models import Agent, PromptVersion
 
 
 class AgentNotFound(LookupError):
-    """No active agent answers to that slug (or there is no default agent)."""
+    """No agent answers to that slug, or it is switched off (``inactive`` tells which)."""
+
+    def __init__(self, message: str, *, inactive: bool = False) -> None:
+        super().__init__(message)
+        self.inactive = inactive
 
 
 def agent_list_active() -> QuerySet[Agent]:
@@ -17,16 +24,37 @@ def agent_list_active() -> QuerySet[Agent]:
 
 def agent_get_active(*, slug: str | None) -> Agent:
     """The active agent with ``slug``, or the default agent when ``slug`` is None."""
-    queryset = Agent.objects.filter(is_active=True)
-    agent = (
-        queryset.filter(is_default=True).first()
-        if slug is None
-        else queryset.filter(slug=slug).first()
-    )
+    if slug is None:
+        agent = Agent.objects.filter(is_default=True, is_active=True).first()
+        if agent is None:
+            raise AgentNotFound("there is no default agent")
+        return agent
+    agent = Agent.objects.filter(slug=slug).first()
     if agent is None:
-        raise AgentNotFound("no default agent" if slug is None else f"no active agent {slug!r}")
+        raise AgentNotFound(f"no agent {slug!r}")
+    if not agent.is_active:
+        raise AgentNotFound(f"agent {slug!r} is inactive", inactive=True)
     return agent
 
 
 def prompt_version_get_active(*, agent: Agent) -> PromptVersion:
     return PromptVersion.objects.get(agent=agent, is_active=True)
+
+
+def agent_llm_config(*, agent: Agent, vector_store_id: str = "") -> LLMConfig:
+    """The provider configuration for ``agent``, with its API key read from the environment.
+
+    Only the variable's name is stored on the agent; the key itself never touches the
+    database or the logs.
+    """
+    api_key = os.environ.get(agent.llm_api_key_env, "") if agent.llm_api_key_env else ""
+    return LLMConfig(
+        provider=agent.llm_provider,
+        model=agent.llm_model,
+        temperature=agent.llm_temperature,
+        max_tokens=agent.llm_max_tokens,
+        base_url=agent.llm_base_url,
+        api_key=api_key,
+        eliza_script=agent.eliza_script,
+        vector_store_id=vector_store_id,
+    )

@@ -1,9 +1,18 @@
-"""WebSocket routes of the conversations app."""
+"""WebSocket routes of the conversations app.
 
+Browser-facing sockets check the Origin header against ALLOWED_HOSTS. The Hume CLM socket
+is opened by Hume's servers, which send no browser Origin: it is protected by the agent's
+token instead.
+"""
+
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from conversations.consumers.clm import ClmConsumer
 from conversations.consumers.monitor import MonitorConsumer
 
 websocket_urlpatterns = [
-    path("ws/monitor", MonitorConsumer.as_asgi()),
+    path("llm", ClmConsumer.as_asgi()),
+    path("llm/<slug:slug>", ClmConsumer.as_asgi()),
+    path("ws/monitor", AllowedHostsOriginValidator(MonitorConsumer.as_asgi())),
 ]

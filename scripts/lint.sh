@@ -8,5 +8,6 @@ export DJANGO_SETTINGS_MODULE=voiceapp.settings_test
 echo "== ruff"; "$BIN/ruff" check . && "$BIN/ruff" format --check .
 echo "== mypy"; "$BIN/mypy" .
 echo "== import-linter"; "$BIN/lint-imports"
+echo "== hadolint"; "$BIN/hadolint" Dockerfile
 echo "== migrations"; "$BIN/python" manage.py makemigrations --check --dry-run
 echo "== django checks"; "$BIN/python" manage.py check --fail-level WARNING

@@ -166,6 +166,10 @@ X_FRAME_OPTIONS = "DENY"
 # The admin's inline player streams stored audio from the same origin.
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Live channels --------------------------------------------------------------------
+# Hume sends the whole history on every payload, so multi-MB frames are normal.
+CLM_MAX_FRAME_BYTES = env.number("CLM_MAX_FRAME_BYTES", 8 * 1024 * 1024, minimum=1024)
+
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {

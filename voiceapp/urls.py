@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from agents import views as agent_views
+from conversations import views as conversation_views
 
 admin.site.site_header = "Voice agents"
 admin.site.site_title = "Voice agents"
@@ -10,4 +11,15 @@ admin.site.index_title = "Agents, conversations and knowledge"
 urlpatterns = [
     path("", agent_views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Hume custom-LLM over SSE (the WebSocket form is in conversations/routing.py).
+    path(
+        "llm/chat/completions",
+        conversation_views.clm_chat_completions,
+        name="clm-sse-default",
+    ),
+    path(
+        "llm/<slug:slug>/chat/completions",
+        conversation_views.clm_chat_completions,
+        name="clm-sse",
+    ),
 ]

@@ -138,3 +138,32 @@ def test_operators_cannot_change_conversations(client: Client, operator, make_ag
     client.force_login(operator)
     url = reverse("admin:conversations_conversation_delete", args=[conversation.pk])
     assert client.post(url, {"post": "yes"}).status_code == 403
+
+
+def test_an_invalid_eliza_script_is_refused_with_line_and_column(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent()
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    data = form_data(admin_client.get(url))
+    data["eliza_script"] = "(HELLO)\nSTART\n((0) (BROKEN)\n"
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["eliza_script"]
+    assert len(errors) == 1
+    assert errors[0].startswith("The script cannot be used: line ")
+    assert ", column " in errors[0]
+    agent.refresh_from_db()
+    assert agent.eliza_script == ""
+
+
+def test_a_valid_eliza_script_is_saved(admin_client: Client, make_agent) -> None:
+    agent = make_agent()
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    data = form_data(admin_client.get(url))
+    data["eliza_script"] = (
+        "(HI THERE)\nSTART\n(SORRY ((0) (NO NEED TO APOLOGIZE)))\n(NONE ((0) (GO ON)))\n()\n"
+    )
+    assert admin_client.post(url, data).status_code == 302
+    agent.refresh_from_db()
+    assert agent.eliza_script.startswith("(HI THERE)")

@@ -116,10 +116,11 @@ def test_invalid_agent_settings_are_refused_with_a_message(
 def test_inactive_or_unknown_agents_are_not_found(make_agent) -> None:
     make_agent()
     hidden = make_agent(is_active=False)
-    with pytest.raises(AgentNotFound, match="no active agent 'nobody'"):
+    with pytest.raises(AgentNotFound, match=r"no agent .nobody."):
         agent_get_active(slug="nobody")
-    with pytest.raises(AgentNotFound):
+    with pytest.raises(AgentNotFound, match=f"agent '{hidden.slug}' is inactive") as info:
         agent_get_active(slug=hidden.slug)
+    assert info.value.inactive is True
 
 
 def test_demo_agent_is_created_once() -> None:

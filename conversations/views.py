@@ -1,0 +1,134 @@
+"""HTTP views of the conversations app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from agents.llm import LLMProvider, build_provider
+from agents.selectors import AgentNotFound, agent_get_active
+from agents.speech_text import speakable
+from conversations.access import request_token, token_matches
+from conversations.clm.protocol import ClmError, ClmRequest, parse_sse_body
+from conversations.models import Channel
+from conversations.replies import Answer, stream_answer
+from conversations.stores import LiveConversation, UserTurn, open_conversation, record_exchange
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    "invalid_json": 400,
+    "invalid_payload": 400,
+    "payload_too_large": 413,
+    "unknown_agent": 404,
+    "inactive_agent": 404,
+    "unauthorized": 401,
+    "internal": 500,
+}
+
+
+def clm_error(code: str, message: str) -> JsonResponse:
+    """An error body in the shape OpenAI clients understand, with our documented code."""
+    return JsonResponse(
+        {"error": {"code": code, "message": message, "type": "invalid_request_error"}},
+        status=_STATUS[code],
+    )
+
+
+@csrf_exempt
+@require_POST
+async def clm_chat_completions(
+    request: HttpRequest, slug: str | None = None
+) -> HttpResponse | StreamingHttpResponse:
+    """Hume's SSE custom-LLM interface: an OpenAI chat-completions request, streamed back."""
+    try:
+        agent = await database_sync_to_async(agent_get_active)(slug=slug)
+    except AgentNotFound as exc:
+        return clm_error("inactive_agent" if exc.inactive else "unknown_agent", str(exc))
+    if not token_matches(agent.clm_token, request_token(request)):
+        log.warning("clm sse refused for agent %s: missing or wrong token", agent.slug)
+        return clm_error("unauthorized", "missing or wrong token")
+    # Without a session id Hume gets one from us (in system_fingerprint) and sends it back.
+    session_id = request.GET.get("custom_session_id", "").strip() or uuid.uuid4().hex
+    try:
+        clm_request = parse_sse_body(
+            request.body, session_id=session_id, max_bytes=settings.CLM_MAX_FRAME_BYTES
+        )
+    except ClmError as exc:
+        log.warning("clm sse request rejected (%s): %s", exc.code, exc.message)
+        return clm_error(exc.code, exc.message)
+    live = await open_conversation(agent, Channel.HUME_CLM, session_id, request.user)
+    model = agent.llm_model or agent.llm_provider
+    response = StreamingHttpResponse(
+        _sse_events(live, clm_request, build_provider(live.llm), model),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # let reverse proxies pass events through at once
+    return response
+
+
+async def _sse_events(
+    live: LiveConversation, clm_request: ClmRequest, provider: LLMProvider, model: str
+) -> AsyncIterator[bytes]:
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+
+    def event(delta: dict[str, str], finish: str | None = None) -> bytes:
+        chunk = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": live.session_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    last = clm_request.last_user
+    user = UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
+    answer = Answer()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            await stream_answer(
+                provider=provider,
+                system_prompt=live.system_prompt,
+                history=[m.as_chat() for m in clm_request.history],
+                context=live.context,
+                emit=queue.put,
+                answer=answer,
+                transform=speakable,
+            )
+        finally:
+            await asyncio.shield(record_exchange(live, user, answer))
+            queue.put_nowait(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        yield event({"role": "assistant", "content": ""})
+        separator = ""
+        while (text := await queue.get()) is not None:
+            # Deltas are concatenated by the client: keep the space between clauses.
+            yield event({"content": separator + text})
+            separator = " "
+        await producer
+        yield event({}, finish="stop")
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
