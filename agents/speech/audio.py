@@ -1,0 +1,120 @@
+"""Audio helpers: sample-format conversion, resampling and decoding to what STT expects.
+
+Everything inside the speech layer is float32 mono in [-1, 1]; the wire formats are signed
+16-bit little-endian PCM (sockets) and common containers (uploads). STT wants 16 kHz.
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from .base import STT_SAMPLE_RATE, FloatAudio, SpeechError, SpeechErrorKind
+
+Int16Audio = npt.NDArray[np.int16]
+
+_INT16_SCALE = 32768.0
+
+
+def _bad_audio(message: str) -> SpeechError:
+    return SpeechError(message, kind=SpeechErrorKind.BAD_AUDIO)
+
+
+def as_float_audio(x: npt.ArrayLike) -> FloatAudio:
+    """Check that ``x`` is mono float audio and return it as float32 (no copy if it already is)."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise _bad_audio(f"expected mono audio (a 1-D array), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        # Integer samples would be silently scaled wrong; make the caller say what they are.
+        raise _bad_audio(f"expected float samples in [-1, 1], got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def float_to_pcm16(x: npt.ArrayLike) -> Int16Audio:
+    """Float samples in [-1, 1] to int16, clipping anything outside that range.
+
+    Scales by 32767 so that +1.0 maps to 32767 and -1.0 to -32767 (symmetric; no wrap).
+    """
+    arr = as_float_audio(x)
+    out: Int16Audio = np.rint(np.clip(arr, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return out
+
+
+def pcm16_to_float(x: Int16Audio) -> FloatAudio:
+    """int16 samples to float32 in [-1, 1) (divides by 32768, the usual convention)."""
+    arr = np.asarray(x)
+    if arr.dtype != np.int16:
+        raise _bad_audio(f"expected int16 samples, got dtype {arr.dtype}")
+    return (arr.astype(np.float32) / _INT16_SCALE).reshape(-1)
+
+
+def float_to_pcm16_bytes(x: npt.ArrayLike) -> bytes:
+    """Float samples to s16le bytes (the wire format of :class:`~agents.speech.base.AudioChunk`)."""
+    return float_to_pcm16(x).astype("<i2", copy=False).tobytes()
+
+
+def pcm16_bytes_to_float(data: bytes) -> FloatAudio:
+    """s16le bytes to float32 samples."""
+    if len(data) % 2:
+        raise _bad_audio(f"PCM16 data must have an even number of bytes, got {len(data)}")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / _INT16_SCALE
+
+
+def resample(x: npt.ArrayLike, from_rate: int, to_rate: int) -> FloatAudio:
+    """Resample float mono audio with soxr (high quality); returns ``x`` as-is if rates match.
+
+    The output has ``round(len(x) * to_rate / from_rate)`` samples.
+    """
+    arr = as_float_audio(x)
+    if from_rate <= 0 or to_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    if from_rate == to_rate or arr.size == 0:
+        return arr
+    out: FloatAudio = soxr.resample(arr, from_rate, to_rate).astype(np.float32, copy=False)
+    return out
+
+
+def decode_pcm16(data: bytes, sample_rate: int, *, to_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
+    """Raw s16le mono PCM at ``sample_rate`` to float32 at ``to_rate`` (16 kHz for STT)."""
+    return resample(pcm16_bytes_to_float(data), sample_rate, to_rate)
+
+
+def decode_audio(data: bytes, *, to_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
+    """Decode a container (WAV, MP3, OGG, WebM, FLAC, ...) to float32 mono at ``to_rate``.
+
+    Uses the first audio stream; channels are averaged. Raises :class:`SpeechError`
+    (kind ``bad_audio``) when the bytes are not decodable audio.
+    """
+    if not data:
+        raise _bad_audio("no audio data")
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise _bad_audio("the data has no audio stream")
+            stream = container.streams.audio[0]
+            # Channels are averaged here rather than by FFmpeg's mixdown, which adds 3 dB to
+            # identical channels (a mono mic in a stereo file) and can then clip.
+            resampler = av.AudioResampler(format="fltp", rate=to_rate)
+            pieces: list[FloatAudio] = []
+            for frame in container.decode(stream):
+                pieces.extend(_samples(f) for f in resampler.resample(frame))
+            # Flush the resampler's delay line so the tail of the audio is not lost.
+            pieces.extend(_samples(f) for f in resampler.resample(None))
+    except av.error.FFmpegError as exc:
+        raise _bad_audio(f"cannot decode audio: {exc}") from exc
+    if not pieces:
+        raise _bad_audio("the audio stream holds no samples")
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def _samples(frame: av.AudioFrame) -> FloatAudio:
+    # Planar float: one row per channel.
+    planes = np.asarray(frame.to_ndarray(), dtype=np.float32)
+    mono: FloatAudio = planes.mean(axis=0, dtype=np.float32) if planes.shape[0] > 1 else planes[0]
+    return mono
