@@ -22,4 +22,4 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0 \
 USER 10001
 EXPOSE 8000
 
-CMD ["uvicorn", "voiceapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets", "--proxy-headers"]
+CMD ["uvicorn", "voiceapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--proxy-headers"]

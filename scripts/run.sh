@@ -22,4 +22,4 @@ fi
 
 echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
 exec "$PY" -m uvicorn voiceapp.asgi:application --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
-  --ws websockets --log-level "$(echo "${LOG_LEVEL:-info}" | tr '[:upper:]' '[:lower:]')"
+  --ws websockets-sansio --log-level "$(echo "${LOG_LEVEL:-info}" | tr '[:upper:]' '[:lower:]')"
