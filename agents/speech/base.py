@@ -106,6 +106,9 @@ class STTProvider(ABC):
 
     name: ClassVar[str]
 
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Load models now, so the first utterance does not pay for it."""
+
     @abstractmethod
     async def transcribe(self, audio: FloatAudio) -> Transcript:
         """Transcribe one utterance of float32 mono audio at 16 kHz (:data:`STT_SAMPLE_RATE`).
@@ -120,6 +123,9 @@ class TTSProvider(ABC):
     name: ClassVar[str]
     #: The rate of every :class:`AudioChunk` this provider yields.
     sample_rate: int
+
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Load the voice now, so the first reply does not pay for it."""
 
     @abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:

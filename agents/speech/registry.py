@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from .aws_polly import PollyTTS
+from .aws_transcribe import AwsTranscribeSTT
 from .base import SpeechDevice, SpeechError, SpeechErrorKind, STTProvider, TTSProvider
+from .elevenlabs import ElevenLabsTTS
 from .faster_whisper import FasterWhisperSTT
+from .openai_stt import OpenAITranscribeSTT
+from .openai_tts import OpenAISpeechTTS
 from .piper import PiperTTS
 
 
@@ -30,10 +35,15 @@ class TTSFactory(Protocol):
 
 STT_PROVIDERS: dict[str, STTFactory] = {
     FasterWhisperSTT.name: FasterWhisperSTT,
+    OpenAITranscribeSTT.name: OpenAITranscribeSTT,
+    AwsTranscribeSTT.name: AwsTranscribeSTT,
 }
 
 TTS_PROVIDERS: dict[str, TTSFactory] = {
     PiperTTS.name: PiperTTS,
+    OpenAISpeechTTS.name: OpenAISpeechTTS,
+    PollyTTS.name: PollyTTS,
+    ElevenLabsTTS.name: ElevenLabsTTS,
 }
 
 

@@ -252,7 +252,7 @@ def test_registry_builds_by_name_and_refuses_unknown_names():
         build_stt("whisper_cloud", "", SpeechDevice())
     assert (
         str(caught.value)
-        == "unknown speech-to-text provider 'whisper_cloud'; known: faster_whisper"
+        == "unknown speech-to-text provider 'whisper_cloud'; known: aws_transcribe, faster_whisper, openai"
     )
     assert caught.value.kind is SpeechErrorKind.CONFIG
 
