@@ -9,8 +9,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from agents.models import Agent, PromptVersion
+from agents.models import Agent, LLMProvider, PromptVersion
 from agents.services import agent_make_default, prompt_version_create
+from knowledge.selectors import agents_with_knowledge_status, knowledge_summary, sync_summary
+from knowledge.services import conversations_mark_for_reset, vector_store_request_sync
+
+# Changing these moves an agent's OpenAI vector store (or removes it).
+_STORE_FIELDS = {"llm_provider", "llm_base_url", "llm_api_key_env"}
 
 
 class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
@@ -55,13 +60,22 @@ class AgentForm(forms.ModelForm[Agent]):
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin[Agent]):
     form = AgentForm
-    list_display = ("name", "slug", "is_active", "is_default", "is_public", "llm_provider")
+    list_display = (
+        "name",
+        "slug",
+        "is_active",
+        "is_default",
+        "is_public",
+        "llm_provider",
+        "knowledge",
+        "openai_sync",
+    )
     list_filter = ("is_active", "is_public", "llm_provider", "stt_provider", "tts_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("is_default", "created_at", "updated_at")
     inlines = [PromptVersionInline]
-    actions = ["make_default"]
+    actions = ["make_default", "reset_conversations", "sync_knowledge"]
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "is_default", "is_public", "greeting")}),
         ("Prompt", {"fields": ("system_prompt",)}),
@@ -96,6 +110,20 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
         prompt_version_create(
             agent=obj, text=form.cleaned_data.get("system_prompt", ""), created_by=user
         )
+        uses_openai = obj.llm_provider == LLMProvider.OPENAI
+        if (change and _STORE_FIELDS & set(form.changed_data)) or (not change and uses_openai):
+            vector_store_request_sync(agent_ids=[obj.pk])
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
+        return agents_with_knowledge_status(super().get_queryset(request))
+
+    @admin.display(description="documents (indexing)")
+    def knowledge(self, obj: Agent) -> str:
+        return knowledge_summary(obj)
+
+    @admin.display(description="OpenAI sync")
+    def openai_sync(self, obj: Agent) -> str:
+        return sync_summary(obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
         # The default agent serves the default endpoints; move the flag before deleting it.
@@ -116,3 +144,22 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
             return
         agent = agent_make_default(agent=queryset.get())
         self.message_user(request, f"{agent.name} is now the default agent.", messages.SUCCESS)
+
+    @admin.action(
+        description="Reset their provider conversations (next turn starts afresh)",
+        permissions=["change"],
+    )
+    def reset_conversations(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        count = conversations_mark_for_reset(agent_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(
+            request,
+            f"{count} open conversations will start a fresh provider conversation.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Sync their knowledge to OpenAI now", permissions=["change"])
+    def sync_knowledge(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        queued = vector_store_request_sync(agent_ids=queryset.values_list("pk", flat=True))
+        self.message_user(
+            request, f"{len(queued)} OpenAI vector stores queued for sync.", messages.SUCCESS
+        )

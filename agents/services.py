@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from agents.models import Agent, LLMProvider, PromptVersion
+from knowledge.services import agents_mark_for_reset_on_change
 
 
 @transaction.atomic
@@ -51,9 +52,14 @@ def prompt_version_create(
         return active
     last = PromptVersion.objects.filter(agent=agent).aggregate(n=Max("number"))["n"] or 0
     PromptVersion.objects.filter(agent=agent, is_active=True).update(is_active=False)
-    return PromptVersion.objects.create(
+    version = PromptVersion.objects.create(
         agent=agent, number=last + 1, text=text, is_active=True, created_by=created_by
     )
+    if active is not None:
+        # A changed prompt: open provider conversations start afresh if the agent says so.
+        agent_id = agent.pk
+        transaction.on_commit(lambda: agents_mark_for_reset_on_change(agent_ids=[agent_id]))
+    return version
 
 
 @transaction.atomic

@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
+import email.parser
+import email.policy
+import io
 import itertools
 import json
+import math
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
+import urllib.parse
+import wave
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,6 +47,10 @@ import uvicorn
 
 __all__ = [
     "DEFAULT_REPLY",
+    "DEFAULT_TRANSCRIPT",
+    "SPEECH_PCM_RATE",
+    "AudioUpload",
+    "BytesReply",
     "FakeOpenAI",
     "Handler",
     "JSONReply",
@@ -49,9 +61,21 @@ __all__ = [
     "StreamReply",
     "openai_error",
     "split_deltas",
+    "tone_pcm",
 ]
 
 DEFAULT_REPLY = "Hello from the fake model."
+DEFAULT_TRANSCRIPT = "Hello from the fake transcriber."
+#: The rate of ``/v1/audio/speech`` with ``response_format="pcm"``.
+SPEECH_PCM_RATE = 24_000
+
+
+def tone_pcm(seconds: float, rate: int = SPEECH_PCM_RATE, hz: float = 440.0) -> bytes:
+    """A sine tone as s16le mono PCM: what the fake's speech endpoint says by default."""
+    count = round(seconds * rate)
+    samples = (round(8000 * math.sin(2 * math.pi * hz * n / rate)) for n in range(count))
+    return struct.pack(f"<{count}h", *samples)
+
 
 ASGIMessage = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[ASGIMessage]]
@@ -102,7 +126,29 @@ class StreamReply:
     status: int = 200
 
 
-Reply = JSONReply | StreamReply
+@dataclass(frozen=True)
+class BytesReply:
+    """A binary response (audio), sent piece by piece; faults and delays apply per piece."""
+
+    chunks: Sequence[bytes]
+    content_type: str = "application/octet-stream"
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class AudioUpload:
+    """A WAV file sent to ``/v1/audio/transcriptions``, with the form's text fields."""
+
+    fields: dict[str, str]
+    filename: str
+    data: bytes
+    channels: int
+    sample_width: int  # bytes per sample
+    sample_rate: int
+    frames: int
+
+
+Reply = JSONReply | StreamReply | BytesReply
 Handler = Callable[[RecordedRequest, Mapping[str, str]], Reply]
 ReplyFunction = Callable[[RecordedRequest], str | Sequence[str]]
 
@@ -138,6 +184,7 @@ class _Fault:
     code: str | None = None
     seconds: float = 0.0
     after_deltas: int = 0
+    method: str | None = None  # None: any method
 
 
 # What the real API sends for the statuses tests inject: (type, code, message).
@@ -207,6 +254,32 @@ class FakeOpenAI:
         self.add_route("POST", "/v1/conversations", self._create_conversation)
         self.add_route("POST", "/v1/conversations/{conversation_id}/items", self._add_items)
         self.add_route("POST", "/v1/chat/completions", self._create_chat_completion)
+        # Files and vector stores (state in self.files, self.vector_stores).
+        self.files: dict[str, dict[str, Any]] = {}
+        self.file_data: dict[str, bytes] = {}
+        self.vector_stores: dict[str, dict[str, Any]] = {}
+        self.vector_store_files: dict[str, dict[str, dict[str, Any]]] = {}
+        self.add_route("POST", "/v1/files", self._create_file)
+        self.add_route("GET", "/v1/files", self._list_files)
+        self.add_route("GET", "/v1/files/{file_id}", self._retrieve_file)
+        self.add_route("DELETE", "/v1/files/{file_id}", self._delete_file)
+        self.add_route("POST", "/v1/vector_stores", self._create_vector_store)
+        self.add_route("GET", "/v1/vector_stores", self._list_vector_stores)
+        self.add_route("GET", "/v1/vector_stores/{store_id}", self._retrieve_vector_store)
+        self.add_route("DELETE", "/v1/vector_stores/{store_id}", self._delete_vector_store)
+        self.add_route("POST", "/v1/vector_stores/{store_id}/files", self._attach_file)
+        self.add_route("GET", "/v1/vector_stores/{store_id}/files", self._list_store_files)
+        self.add_route(
+            "GET", "/v1/vector_stores/{store_id}/files/{file_id}", self._retrieve_store_file
+        )
+        self.add_route("DELETE", "/v1/vector_stores/{store_id}/files/{file_id}", self._detach_file)
+        # Audio: transcriptions answer transcript_text; speech streams speech_pcm (24 kHz).
+        self.transcript_text = DEFAULT_TRANSCRIPT
+        self.speech_pcm = tone_pcm(0.25)
+        self.speech_chunk_bytes = 4800
+        self.audio_uploads: list[AudioUpload] = []
+        self.add_route("POST", "/v1/audio/transcriptions", self._create_transcription)
+        self.add_route("POST", "/v1/audio/speech", self._create_speech)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -221,6 +294,9 @@ class FakeOpenAI:
         """Serve on a free port; returns once the server accepts connections."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this: without it, a response's headers and body
+        # (two writes) wait on the client's delayed ACK, ~40 ms per keep-alive request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Binding port 0 here and handing uvicorn the socket avoids a find-then-bind race.
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
@@ -273,7 +349,7 @@ class FakeOpenAI:
         self.stop()
 
     def reset(self) -> None:
-        """Forget requests, faults, conversations and scripted replies (between tests).
+        """Forget requests, faults, conversations, files, stores and replies (between tests).
 
         Routes added with :meth:`add_route` stay.
         """
@@ -285,6 +361,14 @@ class FakeOpenAI:
             self.errors.clear()
             self.conversations.clear()
             self._faults.clear()
+            self.files.clear()
+            self.file_data.clear()
+            self.vector_stores.clear()
+            self.vector_store_files.clear()
+            self.transcript_text = DEFAULT_TRANSCRIPT
+            self.speech_pcm = tone_pcm(0.25)
+            self.speech_chunk_bytes = 4800
+            self.audio_uploads.clear()
 
     # --- configuration -----------------------------------------------------------
 
@@ -304,9 +388,15 @@ class FakeOpenAI:
         """Answer the next ``times`` requests (to ``path``, or any) with an error status."""
         self._add_fault(_Fault("status", path, times, status=status, message=message, code=code))
 
-    def stall_next(self, seconds: float, times: int = 1, *, path: str | None = None) -> None:
-        """Pause ``seconds`` before the first delta (JSON replies: before answering)."""
-        self._add_fault(_Fault("stall", path, times, seconds=seconds))
+    def stall_next(
+        self, seconds: float, times: int = 1, *, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Pause ``seconds`` before the first delta (JSON replies: before answering).
+
+        The request itself is handled first: a stalled upload has created its file, as a
+        server that did the work but whose answer never arrived.
+        """
+        self._add_fault(_Fault("stall", path, times, seconds=seconds, method=method))
 
     def disconnect_next(
         self, after_deltas: int = 1, times: int = 1, *, path: str | None = None
@@ -327,10 +417,14 @@ class FakeOpenAI:
         with self._lock:
             self._faults.append(fault)
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str, method: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and fault.path in (None, path):
+                if (
+                    fault.remaining > 0
+                    and fault.path in (None, path)
+                    and fault.method in (None, method)
+                ):
                     fault.remaining -= 1
                     return fault
         return None
@@ -366,7 +460,7 @@ class FakeOpenAI:
         exchange = _Exchange(receive, send, request)
         watcher = asyncio.create_task(exchange.watch())
         try:
-            fault = self._take_fault(request.path)
+            fault = self._take_fault(request.path, request.method)
             if fault is not None and fault.kind == "status":
                 reply: Reply = openai_error(fault.status, fault.message, code=fault.code)
             else:
@@ -521,6 +615,192 @@ class FakeOpenAI:
             }
         )
 
+    # --- /v1/files -------------------------------------------------------------------
+
+    def _create_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        fields, uploads = _multipart(request)
+        if "file" not in uploads:
+            return openai_error(400, "Missing required parameter: 'file'.", param="file")
+        if not fields.get("purpose"):
+            return openai_error(400, "Missing required parameter: 'purpose'.", param="purpose")
+        filename, data = uploads["file"]
+        file_id = "file-" + secrets.token_hex(12)
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": fields["purpose"],
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+        self.file_data[file_id] = data
+        return JSONReply(self.files[file_id])
+
+    def _list_files(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        query = _query(request)
+        files = [f for f in self.files.values() if query.get("purpose") in (None, f["purpose"])]
+        return _page(files, query, default_limit=10_000, default_order="desc")
+
+    def _retrieve_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        found = self.files.get(params["file_id"])
+        if found is None:
+            return openai_error(404, f"No such File object: {params['file_id']}")
+        return JSONReply(found)
+
+    def _delete_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        file_id = params["file_id"]
+        if self.files.pop(file_id, None) is None:
+            return openai_error(404, f"No such File object: {file_id}")
+        self.file_data.pop(file_id, None)
+        return JSONReply({"id": file_id, "object": "file", "deleted": True})
+
+    # --- /v1/vector_stores -------------------------------------------------------------
+
+    def _store_object(self, store_id: str) -> dict[str, Any]:
+        store = self.vector_stores[store_id]
+        files = self.vector_store_files[store_id].values()
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        for item in files:
+            counts[item["status"]] += 1
+        store["file_counts"] = {**counts, "total": len(files)}
+        store["usage_bytes"] = sum(item["usage_bytes"] for item in files)
+        return store
+
+    def _create_vector_store(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        body = request.json if isinstance(request.json, dict) else {}
+        store_id = "vs_" + secrets.token_hex(12)
+        now = int(time.time())
+        self.vector_stores[store_id] = {
+            "id": store_id,
+            "object": "vector_store",
+            "created_at": now,
+            "last_active_at": now,
+            "name": body.get("name") or "",
+            "metadata": body.get("metadata") or {},
+            "status": "completed",
+            "expires_after": None,
+            "expires_at": None,
+        }
+        self.vector_store_files[store_id] = {}
+        for file_id in body.get("file_ids") or []:
+            self._attach(store_id, file_id, {})
+        return JSONReply(self._store_object(store_id))
+
+    def _list_vector_stores(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        stores = [self._store_object(store_id) for store_id in self.vector_stores]
+        return _page(stores, _query(request), default_limit=20, default_order="desc")
+
+    def _retrieve_vector_store(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        if params["store_id"] not in self.vector_stores:
+            return openai_error(404, f"No vector store found with id '{params['store_id']}'.")
+        return JSONReply(self._store_object(params["store_id"]))
+
+    def _delete_vector_store(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        store_id = params["store_id"]
+        if self.vector_stores.pop(store_id, None) is None:
+            return openai_error(404, f"No vector store found with id '{store_id}'.")
+        self.vector_store_files.pop(store_id, None)
+        return JSONReply({"id": store_id, "object": "vector_store.deleted", "deleted": True})
+
+    def _attach(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        item = self.vector_store_files[store_id].get(file_id)
+        if item is None:
+            item = {
+                "id": file_id,
+                "object": "vector_store.file",
+                "created_at": int(time.time()),
+                "vector_store_id": store_id,
+                "status": "completed",
+                "usage_bytes": self.files[file_id]["bytes"],
+                "last_error": None,
+                "attributes": attributes,
+                "chunking_strategy": {
+                    "type": "static",
+                    "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+                },
+            }
+            self.vector_store_files[store_id][file_id] = item
+        return item
+
+    def _attach_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        store_id = params["store_id"]
+        body = request.json if isinstance(request.json, dict) else {}
+        if store_id not in self.vector_stores:
+            return openai_error(404, f"No vector store found with id '{store_id}'.")
+        file_id = body.get("file_id")
+        if file_id not in self.files:
+            return openai_error(404, f"No file found with id '{file_id}'.", param="file_id")
+        return JSONReply(self._attach(store_id, file_id, body.get("attributes") or {}))
+
+    def _list_store_files(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        store_id = params["store_id"]
+        if store_id not in self.vector_stores:
+            return openai_error(404, f"No vector store found with id '{store_id}'.")
+        query = _query(request)
+        items = [
+            item
+            for item in self.vector_store_files[store_id].values()
+            if query.get("filter") in (None, item["status"])
+        ]
+        return _page(items, query, default_limit=20, default_order="desc")
+
+    def _retrieve_store_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        item = self.vector_store_files.get(params["store_id"], {}).get(params["file_id"])
+        if item is None:
+            return openai_error(404, f"No file found with id '{params['file_id']}'.")
+        return JSONReply(item)
+
+    def _detach_file(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        store_id, file_id = params["store_id"], params["file_id"]
+        if self.vector_store_files.get(store_id, {}).pop(file_id, None) is None:
+            return openai_error(404, f"No file found with id '{file_id}' in vector store.")
+        return JSONReply({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
+
+    # --- /v1/audio ---------------------------------------------------------------------
+
+    def _create_transcription(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        fields, uploads = _multipart(request)
+        if "file" not in uploads:
+            return openai_error(400, "Missing required parameter: 'file'.", param="file")
+        if not fields.get("model"):
+            return openai_error(400, "Missing required parameter: 'model'.", param="model")
+        if fields.get("response_format", "json") != "json":
+            return openai_error(400, "FakeOpenAI only answers response_format 'json'.")
+        filename, data = uploads["file"]
+        try:
+            with wave.open(io.BytesIO(data), "rb") as wav:
+                upload = AudioUpload(
+                    fields=fields,
+                    filename=filename,
+                    data=data,
+                    channels=wav.getnchannels(),
+                    sample_width=wav.getsampwidth(),
+                    sample_rate=wav.getframerate(),
+                    frames=wav.getnframes(),
+                )
+        except (wave.Error, EOFError):
+            return openai_error(400, "Invalid file format: FakeOpenAI reads WAV.", param="file")
+        self.audio_uploads.append(upload)
+        seconds = math.ceil(upload.frames / upload.sample_rate) if upload.sample_rate else 0
+        return JSONReply(
+            {"text": self.transcript_text, "usage": {"type": "duration", "seconds": seconds}}
+        )
+
+    def _create_speech(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
+        body = request.json if isinstance(request.json, dict) else {}
+        for name in ("model", "input", "voice"):
+            if not body.get(name):
+                return openai_error(400, f"Missing required parameter: '{name}'.", param=name)
+        if len(body["input"]) > 4096:
+            return openai_error(400, "Input is longer than 4096 characters.", param="input")
+        if body.get("response_format") != "pcm":
+            return openai_error(400, "FakeOpenAI only speaks response_format 'pcm'.")
+        pcm, size = self.speech_pcm, self.speech_chunk_bytes
+        return BytesReply([pcm[i : i + size] for i in range(0, len(pcm), size)], "audio/pcm")
+
     # --- /v1/chat/completions ------------------------------------------------------
 
     def _create_chat_completion(self, request: RecordedRequest, params: Mapping[str, str]) -> Reply:
@@ -606,6 +886,17 @@ class _Exchange:
                 {"type": "http.response.body", "body": json.dumps(reply.body).encode()}
             )
             return
+        if isinstance(reply, BytesReply):
+            await self._start(reply.status, {"content-type": reply.content_type})
+            for index, piece in enumerate(reply.chunks):
+                if not await self._pause(stall if index == 0 else delta_delay_s):
+                    return
+                if index == drop_after:
+                    return  # uvicorn closes the connection: an incomplete chunked body
+                await self._send({"type": "http.response.body", "body": piece, "more_body": True})
+            self._complete = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         await self._start(reply.status, {"content-type": "text/event-stream; charset=utf-8"})
         sent_deltas = 0
         for event in reply.events:
@@ -630,6 +921,53 @@ class _Exchange:
         raw = [(name.encode(), value.encode()) for name, value in headers.items()]
         raw.append((b"x-request-id", f"req_{secrets.token_hex(16)}".encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
+
+
+def _query(request: RecordedRequest) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(request.query))
+
+
+def _page(
+    items: list[dict[str, Any]], query: Mapping[str, str], *, default_limit: int, default_order: str
+) -> JSONReply:
+    """One page of a cursor-paginated list (``limit``, ``order``, ``after``), as OpenAI's."""
+    ordered = list(items) if query.get("order", default_order) == "asc" else items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    limit = int(query.get("limit", default_limit))
+    page = ordered[:limit]
+    return JSONReply(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(ordered) > limit,
+        }
+    )
+
+
+def _multipart(request: RecordedRequest) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """The text fields and the files (name, bytes) of a ``multipart/form-data`` body."""
+    content_type = request.headers.get("content-type", "")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + request.body
+    )
+    fields: dict[str, str] = {}
+    uploads: dict[str, tuple[str, bytes]] = {}
+    for part in message.iter_parts() if isinstance(message, email.message.EmailMessage) else []:
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            continue
+        filename = part.get_filename()
+        if filename is not None:
+            uploads[name] = (filename, payload)
+        else:
+            fields[name] = payload.decode()
+    return fields, uploads
 
 
 def _user_text(value: Any) -> str:
