@@ -1,4 +1,11 @@
 # Production image: the web (uvicorn) and worker (celery) processes share it.
+
+# Front-end libraries, exactly as package-lock.json says; served by the app as static files.
+FROM node:20-bookworm-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,6 +19,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
+COPY --from=assets /assets/node_modules ./node_modules
 
 # collectstatic needs settings that import cleanly; the key is a throwaway for this step only.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0 \

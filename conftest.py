@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 
 from agents.models import Agent
 from agents.services import agent_create
@@ -35,6 +36,18 @@ def make_agent(db: None) -> Callable[..., Agent]:
     return make
 
 
+def _group(name: str) -> Group:
+    """A group made by a data migration; transactional tests flush it, so remake it then."""
+    group, created = Group.objects.get_or_create(name=name)
+    if created and name == "Operators":
+        migration = importlib.import_module("conversations.migrations.0002_operators_group")
+        for app_label, codename in migration.OPERATOR_PERMISSIONS:
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+    return group
+
+
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
     def make(*, staff: bool = False, superuser: bool = False, groups: tuple[str, ...] = ()) -> User:
@@ -46,7 +59,7 @@ def make_user(db: None) -> Callable[..., User]:
             is_superuser=superuser,
         )
         for name in groups:
-            user.groups.add(Group.objects.get(name=name))
+            user.groups.add(_group(name))
         return user
 
     return make
@@ -114,7 +127,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
                 "--port",
                 str(port),
                 "--ws",
-                "websockets",
+                "websockets-sansio",
                 "--log-level",
                 "warning",
             ],

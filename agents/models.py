@@ -103,7 +103,8 @@ class Agent(models.Model):
     vad_threshold = models.FloatField(
         "VAD threshold",
         default=0.5,
-        validators=[MinValueValidator(0.05), MaxValueValidator(0.95)],
+        # The detector ends speech 0.15 below the start threshold (hysteresis).
+        validators=[MinValueValidator(0.2), MaxValueValidator(0.95)],
     )
     end_of_turn_silence_ms = models.PositiveIntegerField(
         "end-of-turn silence (ms)",

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from django.conf import settings
+from django.core import signing
 from django.http import HttpRequest
+
+from agents.models import Agent
 
 
 def _bearer(header: str) -> str:
@@ -36,3 +40,36 @@ def token_matches(expected: str, given: str) -> bool:
     if not expected:
         return True
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+_LINK_SALT = "conversations.voice-link"
+
+
+def signed_link_token(slug: str) -> str:
+    """A token that lets anyone holding it talk to agent ``slug`` for a limited time."""
+    return signing.TimestampSigner(salt=_LINK_SALT).sign(slug)
+
+
+def signed_link_valid(slug: str, token: str, *, max_age: int) -> bool:
+    """Whether ``token`` was made by :func:`signed_link_token` for ``slug`` and is still fresh."""
+    try:
+        return signing.TimestampSigner(salt=_LINK_SALT).unsign(token, max_age=max_age) == slug
+    except signing.BadSignature:
+        return False
+
+
+def query_param(scope: Mapping[str, Any], name: str) -> str:
+    values = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1")).get(name)
+    return values[0] if values else ""
+
+
+def may_talk_to(agent: Agent, scope: Mapping[str, Any]) -> bool:
+    """Public agents are open to anyone; others need a signed-in user or a signed link."""
+    if agent.is_public:
+        return True
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return True
+    return signed_link_valid(
+        agent.slug, query_param(scope, "sig"), max_age=settings.VOICE_LINK_MAX_AGE_SECONDS
+    )

@@ -152,11 +152,11 @@ def turn_record(
     )
     if engine_state is not None:
         conversation_save_engine_state(conversation=conversation, engine_state=engine_state)
-    transaction.on_commit(lambda: monitor_publish(_turn_event(turn)))
+    transaction.on_commit(lambda: monitor_publish(turn_event(turn)))
     return turn
 
 
-def _turn_event(turn: Turn) -> dict[str, Any]:
+def turn_event(turn: Turn) -> dict[str, Any]:
     return {
         "kind": "turn.recorded",
         "conversation": str(turn.conversation_id),

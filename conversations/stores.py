@@ -1,25 +1,35 @@
 """The database side of a live conversation, for async callers (sockets, streaming views).
 
-Each function does its ORM work in one synchronous call run off the event loop, so a
-socket never blocks other sockets while it reads or writes.
+Each function does its ORM work in synchronous calls run off the event loop, so a socket
+never blocks other sockets while it reads or writes; replies finishing together are
+written together (see :class:`ExchangeWriter`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import uuid
+import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Field, Max
+from django.utils import timezone
 
-from agents.llm import ConversationContext, LLMConfig
-from agents.models import Agent
+from agents.llm import ChatMessage, ConversationContext, LLMConfig, Passage
+from agents.models import Agent, LLMProvider
 from agents.selectors import agent_llm_config
-from conversations.models import Channel, Conversation, Role, TurnStatus
+from conversations.events import MONITOR_GROUP
+from conversations.models import Channel, Conversation, Role, Turn, TurnStatus
 from conversations.replies import Answer
-from conversations.services import conversation_get_or_start, conversation_start, turn_record
+from conversations.services import conversation_get_or_start, conversation_start, turn_event
+from knowledge.selectors import knowledge_search, vector_store_id_for
 
 
 @dataclass
@@ -31,6 +41,7 @@ class LiveConversation:
     system_prompt: str
     llm: LLMConfig
     context: ConversationContext
+    agent_id: int | None = None
 
 
 @dataclass
@@ -42,18 +53,35 @@ class UserTurn:
     stt_ms: int | None = None
 
 
+def _llm_config(agent: Agent) -> LLMConfig:
+    """The agent's provider settings, with its OpenAI vector store for ``file_search``."""
+    return agent_llm_config(agent=agent, vector_store_id=vector_store_id_for(agent=agent))
+
+
+_llm_config_in_db = database_sync_to_async(_llm_config)
+
+
+async def llm_config(agent: Agent) -> LLMConfig:
+    """:func:`_llm_config` for async callers; only OpenAI agents need the database."""
+    if agent.llm_provider != LLMProvider.OPENAI:
+        return agent_llm_config(agent=agent)
+    config: LLMConfig = await _llm_config_in_db(agent)
+    return config
+
+
 def _live(conversation: Conversation, agent: Agent) -> LiveConversation:
     return LiveConversation(
         conversation_id=str(conversation.pk),
         session_id=conversation.external_id or str(conversation.pk),
         system_prompt=conversation.prompt_version.text,
-        llm=agent_llm_config(agent=agent),
+        llm=_llm_config(agent),
         context=ConversationContext(
             engine_state=dict(conversation.engine_state),
             provider_conversation_id=""
             if conversation.reset_requested
             else conversation.provider_conversation_id,
         ),
+        agent_id=agent.pk,
     )
 
 
@@ -73,37 +101,259 @@ def _open(
 open_conversation = database_sync_to_async(_open)
 
 
-def _record_exchange(live: LiveConversation, user: UserTurn, answer: Answer) -> None:
-    """Store the user's turn and the reply, with the engine state, all or nothing."""
+def _resume(
+    agent: Agent, channel: Channel, conversation_id: str, user: User | AnonymousUser | None
+) -> tuple[LiveConversation, list[ChatMessage]] | None:
+    """Reopen a conversation after a reconnect, with the history the model should see.
+
+    Only a conversation of this agent and channel, still active, qualifies; one that
+    belongs to a user only to that user. Anything else is None (start a new one).
+    """
+    try:
+        conversation = Conversation.objects.select_related("prompt_version").get(
+            pk=uuid.UUID(conversation_id), agent=agent, channel=channel, status="active"
+        )
+    except (ValueError, Conversation.DoesNotExist):
+        return None
+    if conversation.user_id is not None and (
+        not isinstance(user, User) or user.pk != conversation.user_id
+    ):
+        return None
+    history = [
+        ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
+        for role, text, heard in conversation.turns.order_by("index").values_list(
+            "role", "text", "heard_text"
+        )
+        if role in (Role.USER, Role.ASSISTANT) and (heard or text)
+    ]
+    return _live(conversation, agent), history
+
+
+resume_conversation = database_sync_to_async(_resume)
+
+
+@dataclass
+class TurnKnowledge:
+    """The passages retrieved for one user turn, and the references the turn records."""
+
+    passages: list[Passage] = field(default_factory=list)
+    refs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _prepare_turn(live: LiveConversation, text: str) -> TurnKnowledge:
+    reset = Conversation.objects.filter(pk=live.conversation_id, reset_requested=True).exists()
+    if reset:
+        live.context.provider_conversation_id = ""
+    assert live.agent_id is not None
+    found = knowledge_search(agent_id=live.agent_id, question=text)
+    return TurnKnowledge(
+        passages=[chunk.passage() for chunk in found], refs=[chunk.as_ref() for chunk in found]
+    )
+
+
+_prepare_turn_in_db = database_sync_to_async(_prepare_turn)
+
+
+async def prepare_turn(live: LiveConversation, text: str) -> TurnKnowledge:
+    """Before answering ``text``: apply a reset requested since the conversation was
+    opened (the turn starts a fresh provider conversation), and retrieve the agent's
+    passages for it. ELIZA agents use neither, and cost no database call here."""
+    if live.agent_id is None or live.llm.provider == LLMProvider.ELIZA:
+        return TurnKnowledge()
+    knowledge: TurnKnowledge = await _prepare_turn_in_db(live, text)
+    return knowledge
+
+
+@dataclass
+class Exchange:
+    """One answered message, waiting to be stored: the user's turn and the reply."""
+
+    live: LiveConversation
+    user: UserTurn | None  # None for a turn the agent starts (a spoken greeting)
+    answer: Answer
+    knowledge_refs: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, int | None] = field(default_factory=dict)  # the reply's, by field
+    user_audio: ContentFile[bytes] | None = None
+    reply_audio: ContentFile[bytes] | None = None
+
+
+def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
+    """Store exchanges, whole, in one transaction; returns the turns written, in order.
+
+    Each conversation's rows are locked while its next indexes are chosen, so turns
+    written by several processes never collide; all the turns go in one INSERT.
+    """
+    ids = sorted({exchange.live.conversation_id for exchange in exchanges})
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=live.conversation_id)
-        turn_record(
-            conversation=conversation,
-            role=Role.USER,
-            text=user.text,
-            prosody=user.prosody,
-            speech_time=user.speech_time,
-            vad_end_at=user.vad_end_at,
-            stt_ms=user.stt_ms,
+        # Sorted ids: two processes lock the same rows in the same order, never deadlock.
+        locked = list(
+            Conversation.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
-        turn_record(
-            conversation=conversation,
-            role=Role.ASSISTANT,
-            text=answer.text,
-            heard_text=answer.heard_text if answer.cancelled else None,
-            interrupted=answer.cancelled,
-            status=TurnStatus.FAILED if answer.error else TurnStatus.COMPLETE,
-            error=answer.error,
-            llm_first_token_ms=answer.first_token_ms,
+        last = dict(
+            Turn.objects.filter(conversation_id__in=locked)
+            .values_list("conversation_id")
+            .annotate(last=Max("index"))
+            .values_list("conversation_id", "last")
         )
-        updates: dict[str, Any] = {"engine_state": live.context.engine_state}
-        if live.context.provider_conversation_id != conversation.provider_conversation_id:
-            updates["provider_conversation_id"] = live.context.provider_conversation_id
-        if conversation.reset_requested:
-            updates["reset_requested"] = False
-        for name, value in updates.items():
-            setattr(conversation, name, value)
-        conversation.save(update_fields=[*updates, "updated_at"])
+        next_index = {str(pk): value + 1 for pk, value in last.items()}
+        turns: list[Turn] = []
+        states: dict[str, LiveConversation] = {}
+        for exchange in exchanges:
+            conversation_id = exchange.live.conversation_id
+            index = next_index.get(conversation_id, 0)
+            states[conversation_id] = exchange.live
+            user, answer = exchange.user, exchange.answer
+            if user is not None:
+                turn = Turn(
+                    conversation_id=conversation_id,
+                    index=index,
+                    role=Role.USER,
+                    text=user.text,
+                    heard_text=user.text,
+                    prosody=user.prosody,
+                    speech_time=user.speech_time,
+                    vad_end_at=user.vad_end_at,
+                    stt_ms=user.stt_ms,
+                )
+                _attach_audio(turn, exchange.user_audio)
+                turns.append(turn)
+                index += 1
+            turn = Turn(
+                conversation_id=conversation_id,
+                index=index,
+                role=Role.ASSISTANT,
+                text=answer.text,
+                heard_text=answer.heard_text if answer.cancelled else answer.text,
+                interrupted=answer.cancelled,
+                status=TurnStatus.FAILED if answer.error else TurnStatus.COMPLETE,
+                error=answer.error,
+                llm_first_token_ms=answer.first_token_ms,
+                knowledge_refs=exchange.knowledge_refs,
+                **exchange.timings,
+            )
+            _attach_audio(turn, exchange.reply_audio)
+            turns.append(turn)
+            next_index[conversation_id] = index + 1
+        Turn.objects.bulk_create(turns)
+        _save_states(states)
+    return turns
 
 
-record_exchange = database_sync_to_async(_record_exchange)
+def _attach_audio(turn: Turn, audio: ContentFile[bytes] | None) -> None:
+    # The file is written before the row; a failed transaction leaves an unreferenced
+    # file behind at worst, never a row pointing at nothing.
+    if audio is not None:
+        turn.audio.save(audio.name or "turn.wav", audio, save=False)
+
+
+_STATE_FIELDS = ("engine_state", "provider_conversation_id", "reset_requested", "updated_at")
+
+
+def _save_states(states: dict[str, LiveConversation]) -> None:
+    """Write each conversation's engine state with one prepared UPDATE, executed many times.
+
+    ``bulk_update`` builds one CASE expression per field through the ORM, which costs
+    more than the write itself for the few columns changed here.
+    """
+    meta = Conversation._meta
+    connection = transaction.get_connection()
+    fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in _STATE_FIELDS]
+    pk = meta.pk
+    assert pk is not None
+    now = timezone.now()
+    rows = []
+    for conversation_id, live in states.items():
+        values = (live.context.engine_state, live.context.provider_conversation_id, False, now)
+        row = [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+        rows.append([*row, pk.get_db_prep_value(uuid.UUID(conversation_id), connection)])
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+_write = database_sync_to_async(_write_exchanges)
+
+
+class ExchangeWriter:
+    """Group commit for one event loop: exchanges that finish together are stored together.
+
+    A socket awaits its own exchange, so a reply's end is only sent once its turns are
+    committed; but while one transaction is being written, every exchange that finishes
+    meanwhile waits for the next one, and is written in a single INSERT with the others.
+    Under load this turns hundreds of small transactions into a few large ones. The
+    flush task lives only while there is something to write.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Exchange, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, exchange: Exchange) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((exchange, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # Shielded: a cancelled socket must not cancel a write that others share.
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                turns = await _write([exchange for exchange, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0][1].set_exception(exc)
+                    continue
+                # One bad exchange must not fail the others: store them one by one.
+                for exchange, future in batch:
+                    try:
+                        turns = await _write([exchange])
+                    except Exception as single:
+                        future.set_exception(single)
+                    else:
+                        future.set_result(None)
+                        await publish_turns(turns)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            await publish_turns(turns)
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExchangeWriter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def record_exchange(
+    live: LiveConversation,
+    user: UserTurn | None,
+    answer: Answer,
+    knowledge_refs: list[dict[str, Any]] | None = None,
+) -> None:
+    """Store the user's turn and the reply, with the engine state, all or nothing."""
+    await write_exchange(Exchange(live, user, answer, knowledge_refs or []))
+
+
+async def write_exchange(exchange: Exchange) -> None:
+    """Hand ``exchange`` to this event loop's group-commit writer; return once committed."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = ExchangeWriter()
+    await writer.write(exchange)
+
+
+async def publish_turns(turns: list[Turn]) -> None:
+    """Tell operators' monitor sockets (in any process) about newly stored turns."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for turn in turns:
+        await layer.group_send(MONITOR_GROUP, {"type": "monitor.event", "event": turn_event(turn)})

@@ -23,7 +23,14 @@ from conversations.access import request_token, token_matches
 from conversations.clm.protocol import ClmError, ClmRequest, parse_sse_body
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
-from conversations.stores import LiveConversation, UserTurn, open_conversation, record_exchange
+from conversations.stores import (
+    LiveConversation,
+    TurnKnowledge,
+    UserTurn,
+    open_conversation,
+    prepare_turn,
+    record_exchange,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +109,9 @@ async def _sse_events(
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def produce() -> None:
+        knowledge = TurnKnowledge()
         try:
+            knowledge = await prepare_turn(live, user.text)
             await stream_answer(
                 provider=provider,
                 system_prompt=live.system_prompt,
@@ -110,10 +119,11 @@ async def _sse_events(
                 context=live.context,
                 emit=queue.put,
                 answer=answer,
+                passages=knowledge.passages,
                 transform=speakable,
             )
         finally:
-            await asyncio.shield(record_exchange(live, user, answer))
+            await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
             queue.put_nowait(None)
 
     producer = asyncio.create_task(produce())

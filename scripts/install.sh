@@ -15,6 +15,14 @@ if [[ ! -x $VENV/bin/python ]]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
 
+# Front-end libraries served as static files (STATICFILES_DIRS), exactly as package-lock.json says.
+node_stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
+if [[ ! -f $node_stamp ]]; then
+  command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)" >&2; exit 1; }
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$node_stamp"
+fi
+
 stamp="$VENV/.installed-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -f $stamp ]]; then
   echo "Installing Python requirements into $VENV ..."

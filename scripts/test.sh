@@ -11,6 +11,8 @@ ROOT=$PWD
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing system packages: ${need[*]} (run as root, or install them)" >&2; exit 1
@@ -39,4 +41,4 @@ trap 'set +e; stop_services' EXIT
 PY=$PY start_services
 
 echo "== database and integration suite (PostgreSQL + Redis)"
-"$BIN/pytest" -q -m "django_db or integration" -p no:cacheprovider
+"$BIN/pytest" -q -m "(django_db or integration) and not browser" -p no:cacheprovider

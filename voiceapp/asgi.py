@@ -10,8 +10,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from conversations import warmup  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.VOICE_LOAD_MODELS_AT_START:
+    warmup.start()
 
 application = ProtocolTypeRouter(
     {

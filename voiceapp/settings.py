@@ -78,6 +78,10 @@ TEMPLATES = [
     },
 ]
 
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
 # --- Database -------------------------------------------------------------------------
 DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -88,9 +92,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Opening a SQLite file is cheap but not free, and every socket's database work
+    # runs through the same thread: keep its connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"]["CONN_MAX_AGE"] = env.number("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.number("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -109,7 +116,12 @@ USE_TZ = True
 # --- Files ----------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.text("STATIC_ROOT", str(VAR_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # Front-end libraries come from npm (`npm ci`, package-lock.json) and are served as
+    # they ship: the browser ES-module build, under static/vendor/.
+    ("vendor/msgpack", BASE_DIR / "node_modules" / "@msgpack" / "msgpack" / "dist.esm"),
+]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.text("MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = {
@@ -169,6 +181,37 @@ SECURE_REFERRER_POLICY = "same-origin"
 # --- Live channels --------------------------------------------------------------------
 # Hume sends the whole history on every payload, so multi-MB frames are normal.
 CLM_MAX_FRAME_BYTES = env.number("CLM_MAX_FRAME_BYTES", 8 * 1024 * 1024, minimum=1024)
+
+# --- Knowledge ------------------------------------------------------------------------
+KNOWLEDGE_MAX_DOCUMENT_BYTES = env.number("KNOWLEDGE_MAX_DOCUMENT_MB", 20, minimum=1) * 1024 * 1024
+# How long a running OpenAI sync holds its agent's store; renewed as it works, so it only
+# matters when a worker dies mid-sync: the next sync may start once it lapses.
+KNOWLEDGE_SYNC_LEASE_SECONDS = env.number("KNOWLEDGE_SYNC_LEASE_SECONDS", 300, minimum=1)
+# Celery beat: every this many seconds, every open provider conversation starts afresh on
+# its next turn (0: never).
+CONVERSATION_RESET_INTERVAL_SECONDS = env.number(
+    "CONVERSATION_RESET_INTERVAL_SECONDS", 0, minimum=0
+)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+if CONVERSATION_RESET_INTERVAL_SECONDS:
+    CELERY_BEAT_SCHEDULE["reset-provider-conversations"] = {
+        "task": "knowledge.tasks.conversations_reset",
+        "schedule": float(CONVERSATION_RESET_INTERVAL_SECONDS),
+    }
+
+# Realtime voice (the Echo-compatible audio socket).
+SPEECH_DEVICE = env.choice("SPEECH_DEVICE", "cpu", ("cpu", "cuda"))
+SPEECH_COMPUTE_TYPE = env.text(
+    "SPEECH_COMPUTE_TYPE", "int8" if SPEECH_DEVICE == "cpu" else "float16"
+)
+SPEECH_CPU_THREADS = env.number("SPEECH_CPU_THREADS", 1, minimum=1)
+VOICE_MAX_FRAME_BYTES = env.number("VOICE_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
+VOICE_MAX_SESSION_SECONDS = env.number("VOICE_MAX_SESSION_SECONDS", 3600, minimum=10)
+VOICE_MAX_SESSIONS_PER_CLIENT = env.number("VOICE_MAX_SESSIONS_PER_CLIENT", 4, minimum=1)
+VOICE_STORE_AUDIO = env.flag("VOICE_STORE_AUDIO", default=False)
+VOICE_SPECULATIVE_STT = env.flag("VOICE_SPECULATIVE_STT", default=True)
+VOICE_LOAD_MODELS_AT_START = env.flag("VOICE_LOAD_MODELS_AT_START", default=True)
+VOICE_LINK_MAX_AGE_SECONDS = env.number("VOICE_LINK_MAX_AGE_SECONDS", 86_400, minimum=60)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from agents import views as agent_views
 from conversations import views as conversation_views
@@ -10,7 +10,10 @@ admin.site.index_title = "Agents, conversations and knowledge"
 
 urlpatterns = [
     path("", agent_views.home, name="home"),
+    path("agents/<slug:slug>/", agent_views.agent_chat, name="agent-chat"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/knowledge/", include("knowledge.urls")),
     # Hume custom-LLM over SSE (the WebSocket form is in conversations/routing.py).
     path(
         "llm/chat/completions",

@@ -146,6 +146,10 @@ class LLMProvider(ABC):
     """
 
     name: ClassVar[str]
+    #: True when a reply can be computed ahead and thrown away unseen: the provider keeps
+    #: no state outside ``context`` (which the caller can copy). A realtime caller may then
+    #: start answering while the user is still pausing.
+    speculative_safe: ClassVar[bool] = False
 
     def __init__(self, config: LLMConfig) -> None:
         self.config = config

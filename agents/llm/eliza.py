@@ -37,6 +37,7 @@ class ElizaProvider(LLMProvider):
     """
 
     name = "eliza"
+    speculative_safe = True  # all its state is in the context
 
     def __init__(self, config: LLMConfig) -> None:
         super().__init__(config)

@@ -33,6 +33,7 @@ class OpenAICompatibleProvider(LLMProvider):
     """Streaming chat completions against ``config.base_url`` (required); key optional."""
 
     name = "openai_compatible"
+    speculative_safe = True  # chat completions are stateless: the history is in the request
 
     def __init__(self, config: LLMConfig) -> None:
         super().__init__(config)

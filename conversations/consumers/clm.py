@@ -16,7 +16,7 @@ from django.conf import settings
 
 from agents.llm import LLMProvider, build_provider
 from agents.models import Agent
-from agents.selectors import AgentNotFound, agent_get_active, agent_llm_config
+from agents.selectors import AgentNotFound, agent_get_active
 from agents.speech_text import speakable
 from conversations.access import scope_token, token_matches
 from conversations.clm.protocol import (
@@ -31,7 +31,15 @@ from conversations.clm.protocol import (
 )
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
-from conversations.stores import LiveConversation, UserTurn, open_conversation, record_exchange
+from conversations.stores import (
+    LiveConversation,
+    TurnKnowledge,
+    UserTurn,
+    llm_config,
+    open_conversation,
+    prepare_turn,
+    record_exchange,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ class ClmConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         # One provider serves the socket; it holds the agent's model settings and key.
-        self.provider = build_provider(agent_llm_config(agent=self.agent))
+        self.provider = build_provider(await llm_config(self.agent))
 
     async def disconnect(self, code: int) -> None:
         await self._cancel_reply()
@@ -111,11 +119,13 @@ class ClmConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         last = request.last_user
         user = UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
         answer = Answer()
+        knowledge = TurnKnowledge()
 
         async def emit(text: str) -> None:
             await self.send(text_data=assistant_input(text))
 
         try:
+            knowledge = await prepare_turn(live, user.text)
             await stream_answer(
                 provider=self.provider,
                 system_prompt=live.system_prompt,
@@ -123,10 +133,11 @@ class ClmConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 context=live.context,
                 emit=emit,
                 answer=answer,
+                passages=knowledge.passages,
                 transform=speakable,
             )
         finally:
             # Stored also when cancelled (as an interrupted turn); shielded so that the
             # cancellation that ends the reply cannot interrupt the write.
-            await asyncio.shield(record_exchange(live, user, answer))
+            await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
         await self.send(text_data=assistant_end())

@@ -229,8 +229,8 @@ async def test_a_new_payload_cancels_the_reply_in_flight(remote_agent, fake_open
     fake_openai.stall_next(30.0)  # the first reply hangs before its first delta
     socket = await open_socket("/llm/remote")
     await socket.send_to(text_data=payload([sparse_user("first question")], "s"))
-    while not fake_openai.requests:  # the first request is at the model now
-        await asyncio.sleep(0.01)
+    while not fake_openai.requests:  # noqa: ASYNC110 - the fake runs in another thread
+        await asyncio.sleep(0.01)  # the first request is at the model once this ends
     frames = await ask(socket, payload([sparse_user("second question")], "s"))
     await socket.disconnect()
     first, second = fake_openai.requests_to("/v1/chat/completions")

@@ -76,7 +76,9 @@ async def test_sse_session_id_continues_the_same_conversation(doctor_agent) -> N
         await events(response)
     conversation = await sync_to_async(Conversation.objects.get)()
     assert conversation.external_id == "evi-2"
-    texts = await sync_to_async(list)(Turn.objects.order_by("index").values_list("role", "text"))
+    texts = await sync_to_async(
+        lambda: list(Turn.objects.order_by("index").values_list("role", "text"))
+    )()
     assert [role for role, _ in texts] == ["user", "assistant", "user", "assistant"]
     assert texts[2] == ("user", "I need some help")
 

@@ -1,0 +1,158 @@
+"""Text chat for the web page: ``/agents/<slug>/chat`` and ``/chat`` (default agent).
+
+JSON text frames. Client: ``{"type": "message", "text": …}``. Server: ``session`` on
+connect (the conversation id, and its history when resumed), ``delta`` per clause as the
+reply streams, ``done`` with the whole reply, ``error`` (the socket stays open).
+Reconnect with ``?conversation=<id>`` to resume. Close codes as on the voice socket:
+4401 sign-in or signed link needed, 4404 unknown or inactive agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from agents.llm import ChatMessage, LLMProvider, build_provider
+from agents.models import Agent
+from agents.selectors import AgentNotFound, agent_get_active
+from conversations.access import may_talk_to, query_param
+from conversations.models import Channel
+from conversations.replies import Answer, stream_answer
+from conversations.stores import (
+    LiveConversation,
+    TurnKnowledge,
+    UserTurn,
+    open_conversation,
+    prepare_turn,
+    record_exchange,
+    resume_conversation,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 4000
+CLOSE_LOGIN_REQUIRED = 4401
+CLOSE_UNKNOWN_AGENT = 4404
+
+
+class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    live: LiveConversation
+    provider: LLMProvider
+    agent: Agent
+
+    async def connect(self) -> None:
+        self.reply_task: asyncio.Task[None] | None = None
+        self.history: list[ChatMessage] = []
+        self.ready = False
+        await self.accept()
+        slug = self.scope["url_route"]["kwargs"].get("slug")
+        try:
+            self.agent = await database_sync_to_async(agent_get_active)(slug=slug)
+        except AgentNotFound as exc:
+            await self.error("inactive_agent" if exc.inactive else "unknown_agent", str(exc))
+            await self.close(code=CLOSE_UNKNOWN_AGENT)
+            return
+        if not may_talk_to(self.agent, self.scope):
+            await self.error("login_required", "sign in or use a signed link for this agent")
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        user = self.scope.get("user")
+        resumed = None
+        if wanted := query_param(self.scope, "conversation"):
+            resumed = await resume_conversation(self.agent, Channel.WEB_TEXT, wanted, user)
+        if resumed is not None:
+            self.live, self.history = resumed
+        else:
+            self.live = await open_conversation(self.agent, Channel.WEB_TEXT, None, user)
+        self.provider = build_provider(self.live.llm)
+        greeting = ""
+        if resumed is None:
+            greeting = self.agent.greeting or self.provider.greeting()
+            if greeting:
+                answer = Answer(generated=[greeting], sent=[greeting])
+                await record_exchange(self.live, None, answer)
+                self.history.append(ChatMessage(role="assistant", content=greeting))
+        self.ready = True
+        await self.send_json(
+            {
+                "type": "session",
+                "conversation": self.live.conversation_id,
+                "agent": self.agent.slug,
+                "resumed": resumed is not None,
+                "history": [{"role": m.role, "text": m.content} for m in self.history],
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        await self._cancel_reply()
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.ready:
+            return
+        try:
+            message = json.loads(text_data if text_data is not None else bytes_data or b"")
+        except (ValueError, UnicodeDecodeError):
+            await self.error("bad_frame", "frames are JSON objects")
+            return
+        if not isinstance(message, dict) or message.get("type") != "message":
+            await self.error("bad_frame", 'send {"type": "message", "text": "…"}')
+            return
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            await self.error("empty_message", "the message has no text")
+            return
+        if len(text) > MAX_MESSAGE_CHARS:
+            await self.error(
+                "message_too_long", f"messages are limited to {MAX_MESSAGE_CHARS} characters"
+            )
+            return
+        # A new message supersedes a reply still streaming.
+        await self._cancel_reply()
+        self.reply_task = asyncio.create_task(self._reply(text.strip()))
+
+    async def _cancel_reply(self) -> None:
+        task, self.reply_task = self.reply_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _reply(self, text: str) -> None:
+        user = UserTurn(text=text)
+        answer = Answer()
+        knowledge = TurnKnowledge()
+
+        async def emit(clause: str) -> None:
+            await self.send_json({"type": "delta", "text": clause})
+
+        try:
+            knowledge = await prepare_turn(self.live, text)
+            await stream_answer(
+                provider=self.provider,
+                system_prompt=self.live.system_prompt,
+                history=[*self.history, ChatMessage(role="user", content=text)],
+                context=self.live.context,
+                emit=emit,
+                answer=answer,
+                passages=knowledge.passages,
+            )
+        finally:
+            self.history.append(ChatMessage(role="user", content=text))
+            if answer.heard_text or answer.text:
+                heard = answer.heard_text if answer.cancelled else answer.text
+                self.history.append(ChatMessage(role="assistant", content=heard))
+            await asyncio.shield(record_exchange(self.live, user, answer, knowledge.refs))
+        await self.send_json({"type": "done", "text": answer.text, "error": answer.error or None})

@@ -1,0 +1,282 @@
+"""The Echo-compatible realtime audio socket: ``/conversation``, ``/conversation/websocket``
+(default agent) and ``/agents/<slug>/conversation``.
+
+Binary msgpack frames both ways, wire-exact to Echo; see the README for the protocol and
+its extensions. The consumer parses and authorises; the pipeline is
+``conversations.realtime.session.VoiceSession``.
+
+Error frames are ``{"type": "error", "code": …, "message": …}``; the session continues.
+Close codes: 4401 the agent needs a signed-in user or a signed link, 4404 unknown or
+inactive agent, 4408 the session reached its maximum length, 4429 too many sessions from
+this client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import msgpack
+import numpy as np
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from agents.llm import ChatMessage, build_provider
+from agents.models import Agent
+from agents.selectors import AgentNotFound, agent_get_active
+from agents.speech.base import SpeechError
+from agents.speech.executor import InferencePool
+from agents.speech.registry import build_stt, build_tts
+from conversations import warmup
+from conversations.access import may_talk_to
+from conversations.models import Channel
+from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
+from conversations.realtime.turns import TurnSettings
+from conversations.stores import LiveConversation, open_conversation, resume_conversation
+from conversations.voice_store import VoiceTurnStore
+
+log = logging.getLogger(__name__)
+
+CLOSE_LOGIN_REQUIRED = 4401
+CLOSE_UNKNOWN_AGENT = 4404
+CLOSE_TOO_LONG = 4408
+CLOSE_TOO_MANY = 4429
+
+#: Output formats a client may ask for in ``open``: PCM s16le mono at these rates.
+OUTPUT_FORMATS = {
+    "pcm_44100": 44_100,
+    "pcm_24000": 24_000,
+    "pcm_22050": 22_050,
+    "pcm_16000": 16_000,
+}
+
+# Sessions per client address in this process. A deployment with several processes
+# behind a proxy should also limit connections per address at the proxy.
+_sessions_per_client: Counter[str] = Counter()
+_vad_pool: InferencePool | None = None
+_warmed: set[tuple[str, str, str, str]] = set()
+
+
+def vad_pool() -> InferencePool:
+    """One thread for every session's VAD: each call is ~0.1 ms and must not wait behind
+    speech-to-text jobs in the speech pool."""
+    global _vad_pool
+    if _vad_pool is None:
+        _vad_pool = InferencePool(1, 256, "vad")
+    return _vad_pool
+
+
+class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    session: VoiceSession | None = None
+    live_id = ""
+
+    async def connect(self) -> None:
+        self.session = None
+        self.timer: asyncio.Task[None] | None = None
+        self.client = (self.scope.get("client") or ("unknown", 0))[0]
+        self.counted = False
+        await self.accept()
+        if _sessions_per_client[self.client] >= settings.VOICE_MAX_SESSIONS_PER_CLIENT:
+            await self.refuse(
+                "too_many_sessions", "too many sessions from this address", CLOSE_TOO_MANY
+            )
+            return
+        _sessions_per_client[self.client] += 1
+        self.counted = True
+        self.timer = asyncio.create_task(self._limit_length())
+
+    async def disconnect(self, code: int) -> None:
+        if self.counted:
+            _sessions_per_client[self.client] -= 1
+            if _sessions_per_client[self.client] <= 0:
+                del _sessions_per_client[self.client]
+            self.counted = False
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def refuse(self, code: str, message: str, close_code: int) -> None:
+        log.warning("voice socket refused (%s): %s", code, message)
+        await self.error(code, message)
+        await self.close(code=close_code)
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send_message({"type": "error", "code": code, "message": message})
+
+    async def send_message(self, message: dict[str, Any]) -> None:
+        await self.send(bytes_data=msgpack.packb(message, use_bin_type=True))
+
+    async def _limit_length(self) -> None:
+        await asyncio.sleep(settings.VOICE_MAX_SESSION_SECONDS)
+        await self.refuse(
+            "session_too_long", "the session reached its maximum length", CLOSE_TOO_LONG
+        )
+
+    # --- incoming frames -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if bytes_data is None:
+            await self.error("bad_frame", "frames are binary msgpack maps")
+            return
+        limit = settings.VOICE_MAX_FRAME_BYTES
+        if len(bytes_data) > limit:
+            message = f"the frame has {len(bytes_data)} bytes; the limit is {limit}"
+            await self.error("frame_too_large", message)
+            return
+        try:
+            message = msgpack.unpackb(bytes_data, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.UnpackException, TypeError) as exc:
+            await self.error("bad_frame", f"not a msgpack message: {exc}")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.error("bad_frame", "a message is a map with a string 'type'")
+            return
+        handler = getattr(self, f"on_{message['type']}", None)
+        if handler is None:
+            await self.error("unknown_type", f"unknown message type {message['type']!r}")
+            return
+        await handler(message)
+
+    async def on_open(self, message: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.error("already_open", "the conversation is already open")
+            return
+        output_format = message.get("format", "pcm_44100")
+        if output_format not in OUTPUT_FORMATS:
+            await self.error("bad_format", f"format must be one of: {', '.join(OUTPUT_FORMATS)}")
+            return
+        slug = self.scope["url_route"]["kwargs"].get("slug") or message.get("agent") or None
+        if slug is not None and not isinstance(slug, str):
+            await self.error("bad_frame", "'agent' must be a slug")
+            return
+        try:
+            agent = await database_sync_to_async(agent_get_active)(slug=slug)
+        except AgentNotFound as exc:
+            await self.refuse(
+                "inactive_agent" if exc.inactive else "unknown_agent", str(exc), CLOSE_UNKNOWN_AGENT
+            )
+            return
+        if not may_talk_to(agent, self.scope):
+            await self.refuse(
+                "login_required",
+                "sign in or use a signed link for this agent",
+                CLOSE_LOGIN_REQUIRED,
+            )
+            return
+        wanted = message.get("conversation")
+        resumed = None
+        if isinstance(wanted, str) and wanted:
+            resumed = await resume_conversation(
+                agent, Channel.WEB_VOICE, wanted, self.scope.get("user")
+            )
+        try:
+            self.session = await self._build_session(agent, OUTPUT_FORMATS[output_format], resumed)
+        except SpeechError as exc:
+            log.error("voice session could not start: %s", exc)
+            await self.send_message(speech_error_frame(exc))
+            return
+        await self.session.open()
+        await self.send_message(
+            {
+                "type": "session",
+                "conversation": self.live_id,
+                "resumed": resumed is not None,
+            }
+        )
+
+    async def on_audio(self, message: dict[str, Any]) -> None:
+        if self.session is None:
+            await self.error("not_open", "send 'open' before audio")
+            return
+        data = message.get("audio")
+        if not isinstance(data, bytes) or len(data) % 4 or not data:
+            await self.error(
+                "bad_audio", "'audio' must be binary Float32 PCM (a multiple of 4 bytes)"
+            )
+            return
+        pcm = np.frombuffer(data, dtype="<f4")
+        if not np.isfinite(pcm).all() or np.abs(pcm).max() > 16.0:
+            await self.error("bad_audio", "'audio' is not Float32 PCM in [-1, 1]")
+            return
+        try:
+            await self.session.feed_audio(pcm)
+        except SpeechError as exc:
+            await self.send_message(speech_error_frame(exc))
+
+    async def on_state(self, message: dict[str, Any]) -> None:
+        if message.get("state") != "waiting":
+            await self.error("bad_state", "the only client state is 'waiting'")
+            return
+        if self.session is not None:
+            self.session.playback_waiting()
+
+    async def on_played(self, message: dict[str, Any]) -> None:
+        token, ms = message.get("token"), message.get("ms")
+        if not isinstance(token, str) or not isinstance(ms, int | float) or ms < 0:
+            await self.error("bad_frame", "'played' needs a 'token' and a non-negative 'ms'")
+            return
+        if self.session is not None:
+            self.session.played(token, float(ms))
+
+    async def on_close(self, message: dict[str, Any]) -> None:
+        await self.close()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _build_session(
+        self,
+        agent: Agent,
+        output_rate: int,
+        resumed: tuple[LiveConversation, list[ChatMessage]] | None,
+    ) -> VoiceSession:
+        device = warmup.speech_device()
+        stt, tts = await asyncio.to_thread(
+            lambda: (
+                build_stt(agent.stt_provider, agent.stt_model, device),
+                build_tts(agent.tts_provider, agent.tts_voice, device, sample_rate=output_rate),
+            )
+        )
+        # Models load once per process: the first session of each voice waits for it here,
+        # before the greeting, rather than in the middle of its first turn.
+        key = (agent.stt_provider, agent.stt_model, agent.tts_provider, agent.tts_voice)
+        if key == warmup.DEFAULT_KEY and await warmup.wait():
+            _warmed.add(key)
+        if key not in _warmed:
+            await asyncio.gather(stt.warm_up(), tts.warm_up())
+            _warmed.add(key)
+        if resumed is not None:
+            live, history = resumed
+        else:
+            live = await open_conversation(agent, Channel.WEB_VOICE, None, self.scope.get("user"))
+            history = []
+        self.live_id = live.conversation_id
+        return VoiceSession(
+            send=self.send_message,
+            stt=stt,
+            tts=tts,
+            llm=build_provider(live.llm),
+            system_prompt=live.system_prompt,
+            context=live.context,
+            store=VoiceTurnStore(live),
+            settings=VoiceSettings(
+                turn=TurnSettings(
+                    threshold=agent.vad_threshold,
+                    min_speech_ms=agent.min_speech_ms,
+                    end_silence_ms=agent.end_of_turn_silence_ms,
+                ),
+                barge_in=agent.barge_in,
+                speculative_stt=settings.VOICE_SPECULATIVE_STT,
+                output_rate=output_rate,
+            ),
+            vad_pool=vad_pool(),
+            # A resumed conversation carries on where it was; only a new one is greeted.
+            greeting=agent.greeting if resumed is None else "",
+            speak_greeting=resumed is None,
+            history=history,
+            store_audio=settings.VOICE_STORE_AUDIO,
+        )

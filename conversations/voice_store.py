@@ -1,0 +1,61 @@
+"""The Django side of a voice session: where its finished turns are stored."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+from django.core.files.base import ContentFile
+
+from agents.speech.audio import float_to_pcm16_bytes
+from conversations.realtime.session import SpokenReply, TurnMetrics, Utterance
+from conversations.stores import Exchange, LiveConversation, UserTurn, write_exchange
+
+USER_AUDIO_RATE = 16_000
+
+
+def wav_file(pcm: bytes, sample_rate: int, name: str) -> ContentFile[bytes]:
+    """A mono 16-bit WAV file of ``pcm`` (s16le), ready for a FileField."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm)
+    return ContentFile(buffer.getvalue(), name=name)
+
+
+class VoiceTurnStore:
+    """Implements ``VoiceStore`` for one conversation through the group-commit writer."""
+
+    def __init__(self, live: LiveConversation) -> None:
+        self.live = live
+
+    async def record(
+        self, *, user: Utterance | None, reply: SpokenReply, metrics: TurnMetrics
+    ) -> None:
+        user_turn = (
+            UserTurn(text=user.text, vad_end_at=metrics.vad_end_at, stt_ms=metrics.stt_ms)
+            if user is not None
+            else None
+        )
+        user_audio = None
+        if user is not None and user.audio is not None:
+            pcm = float_to_pcm16_bytes(user.audio)
+            user_audio = wav_file(pcm, USER_AUDIO_RATE, "user.wav")
+        reply_audio = (
+            wav_file(bytes(reply.audio), reply.sample_rate, "reply.wav") if reply.audio else None
+        )
+        await write_exchange(
+            Exchange(
+                live=self.live,
+                user=user_turn,
+                answer=reply.answer,
+                timings={
+                    "tts_first_audio_ms": metrics.tts_first_audio_ms,
+                    "voice_to_voice_ms": metrics.voice_to_voice_ms,
+                },
+                user_audio=user_audio,
+                reply_audio=reply_audio,
+            )
+        )

@@ -1,0 +1,68 @@
+"""Load the bundled speech models when a server process starts, not on its first call.
+
+Loading faster-whisper and Piper takes seconds; done in a background thread at start-up,
+the process accepts connections at once and the first voice session only waits for
+whatever is left of the loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from django.conf import settings
+
+from agents.speech.base import SpeechDevice
+from agents.speech.registry import build_stt, build_tts
+
+log = logging.getLogger(__name__)
+
+#: The provider and voice settings an agent has when left at its defaults.
+DEFAULT_KEY = ("faster_whisper", "", "piper", "")
+_thread: threading.Thread | None = None
+
+
+def speech_device() -> SpeechDevice:
+    return SpeechDevice(
+        device=settings.SPEECH_DEVICE,
+        compute_type=settings.SPEECH_COMPUTE_TYPE,
+        cpu_threads=settings.SPEECH_CPU_THREADS,
+    )
+
+
+def _warm() -> None:
+    async def both() -> None:
+        device = speech_device()
+        stt = build_stt("faster_whisper", None, device)
+        tts = build_tts("piper", None, device, sample_rate=44_100)
+        await asyncio.gather(stt.warm_up(), tts.warm_up())
+
+    try:
+        asyncio.run(both())
+    except Exception:
+        # A process without its models still serves text; voice sessions report the error.
+        log.exception("loading the bundled speech models failed")
+    else:
+        log.info("bundled speech models loaded")
+
+
+def start() -> None:
+    """Start loading the bundled models in the background (once per process)."""
+    global _thread
+    if _thread is None:
+        _thread = threading.Thread(target=_warm, name="warm-speech-models", daemon=True)
+        _thread.start()
+
+
+async def wait() -> bool:
+    """Wait for the start-up loading, if any; True when it has run."""
+    if _thread is None:
+        return False
+    await asyncio.to_thread(_thread.join)
+    return True
+
+
+def ready() -> bool:
+    """Whether the bundled models have finished loading (for readiness checks)."""
+    return _thread is not None and not _thread.is_alive()

@@ -1,0 +1,63 @@
+"""Real speech for tests: the bundled Piper voice says things, faster-whisper hears them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+
+import numpy as np
+import numpy.typing as npt
+from num2words import num2words
+
+from agents.speech.audio import pcm16_bytes_to_float, resample
+from agents.speech.faster_whisper import FasterWhisperSTT
+from agents.speech.piper import PiperTTS
+
+FloatAudio = npt.NDArray[np.float32]
+
+
+@functools.cache
+def _tts() -> PiperTTS:
+    return PiperTTS(sample_rate=16_000)
+
+
+@functools.cache
+def _stt() -> FasterWhisperSTT:
+    return FasterWhisperSTT()
+
+
+@functools.cache
+def _speech(text: str) -> FloatAudio:
+    async def synthesize() -> bytes:
+        return b"".join([chunk.pcm async for chunk in _tts().synthesize(text)])
+
+    # Piper normalises to full scale; a little headroom keeps the float samples in range.
+    return pcm16_bytes_to_float(asyncio.run(synthesize())) * np.float32(0.8)
+
+
+def say(text: str) -> FloatAudio:
+    """``text`` spoken by the bundled Piper voice, as 16 kHz float32 mono (cached)."""
+    return _speech(text).copy()
+
+
+def silence(seconds: float) -> FloatAudio:
+    return np.zeros(int(16_000 * seconds), np.float32)
+
+
+def chunks(audio: FloatAudio, ms: int = 100) -> list[FloatAudio]:
+    """Real-time-sized pieces of ``audio``, as a browser microphone sends them."""
+    step = 16 * ms
+    return [audio[i : i + step] for i in range(0, len(audio), step)]
+
+
+async def hear(pcm16: bytes, sample_rate: int) -> str:
+    """What faster-whisper hears in s16le audio at ``sample_rate``, normalised."""
+    audio = resample(pcm16_bytes_to_float(pcm16), sample_rate, 16_000)
+    return normalise((await _stt().transcribe(audio)).text)
+
+
+def normalise(text: str) -> str:
+    """Lower case, digits as words, no punctuation: for comparing what was said."""
+    text = re.sub(r"\d+", lambda m: f" {num2words(int(m.group()))} ", text.lower())
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text).replace("'", "").split())
