@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install lint bench-eliza
+.PHONY: run test install lint bench-eliza bench-clm bench-voice
 
 run:
 	bash scripts/run.sh
@@ -16,8 +16,15 @@ test:
 install:
 	bash scripts/install.sh
 
-lint: install
+lint:
+	bash scripts/install.sh --dev
 	bash scripts/lint.sh
 
 bench-eliza: install
 	$(PY) bench/eliza_speed.py
+
+bench-clm: install
+	$(PY) bench/clm_load.py
+
+bench-voice: install
+	$(PY) bench/voice_latency.py

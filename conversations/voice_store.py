@@ -8,8 +8,14 @@ import wave
 from django.core.files.base import ContentFile
 
 from agents.speech.audio import float_to_pcm16_bytes
-from conversations.realtime.session import SpokenReply, TurnMetrics, Utterance
-from conversations.stores import Exchange, LiveConversation, UserTurn, write_exchange
+from conversations.realtime.session import Retrieved, SpokenReply, TurnMetrics, Utterance
+from conversations.stores import (
+    Exchange,
+    LiveConversation,
+    UserTurn,
+    prepare_turn,
+    write_exchange,
+)
 
 USER_AUDIO_RATE = 16_000
 
@@ -23,6 +29,12 @@ def wav_file(pcm: bytes, sample_rate: int, name: str) -> ContentFile[bytes]:
         wav.setframerate(sample_rate)
         wav.writeframes(pcm)
     return ContentFile(buffer.getvalue(), name=name)
+
+
+async def retrieve_for(live: LiveConversation, text: str) -> Retrieved:
+    """The agent's knowledge for ``text`` (nothing for ELIZA agents, at no cost)."""
+    found = await prepare_turn(live, text)
+    return Retrieved(passages=found.passages, refs=found.refs)
 
 
 class VoiceTurnStore:
@@ -57,5 +69,6 @@ class VoiceTurnStore:
                 },
                 user_audio=user_audio,
                 reply_audio=reply_audio,
+                knowledge_refs=reply.knowledge_refs,
             )
         )

@@ -14,6 +14,7 @@ this client address.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from typing import Any
@@ -36,7 +37,7 @@ from conversations.models import Channel
 from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
 from conversations.realtime.turns import TurnSettings
 from conversations.stores import LiveConversation, open_conversation, resume_conversation
-from conversations.voice_store import VoiceTurnStore
+from conversations.voice_store import VoiceTurnStore, retrieve_for
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             system_prompt=live.system_prompt,
             context=live.context,
             store=VoiceTurnStore(live),
+            retrieve=functools.partial(retrieve_for, live),
             settings=VoiceSettings(
                 turn=TurnSettings(
                     threshold=agent.vad_threshold,

@@ -34,13 +34,13 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from agents.llm import ChatMessage, ConversationContext, LLMProvider
+from agents.llm import ChatMessage, ConversationContext, LLMProvider, Passage
 from agents.speech.base import FloatAudio, SpeechError, STTProvider, Transcript, TTSProvider
 from agents.speech.executor import InferencePool
 from agents.speech_text import speakable
@@ -133,6 +133,19 @@ class SpokenReply:
     answer: Answer
     audio: bytearray = field(default_factory=bytearray)  # s16le at the output rate
     sample_rate: int = 44_100
+    knowledge_refs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """Knowledge found for a user turn: passages for the model, references for the record."""
+
+    passages: Sequence[Passage] = ()
+    refs: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: Looks up the agent's knowledge for what the user said (the Django side provides it).
+Retrieve = Callable[[str], Awaitable[Retrieved]]
 
 
 class VoiceStore(Protocol):
@@ -234,6 +247,7 @@ class VoiceSession:
         store_audio: bool = False,
         vad: SileroVAD | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retrieve: Retrieve | None = None,
     ) -> None:
         self._send = send
         self._stt = stt
@@ -250,6 +264,7 @@ class VoiceSession:
         self._speak_greeting = speak_greeting
         self._store_audio = store_audio
         self._clock = clock
+        self._retrieve = retrieve
         self.token = new_token()
         self.history: list[ChatMessage] = list(history or [])
         self._utterances: asyncio.Queue[tuple[TurnEnded, float]] = asyncio.Queue()
@@ -588,6 +603,8 @@ class VoiceSession:
                         ready = self._clock()
                     await clauses.put(clause)
 
+                found = Retrieved() if self._retrieve is None else await self._retrieve(user.text)
+                spoken.knowledge_refs = found.refs
                 await stream_answer(
                     provider=self._llm,
                     system_prompt=self._system_prompt,
@@ -595,6 +612,7 @@ class VoiceSession:
                     context=context,
                     emit=emit,
                     answer=answer,
+                    passages=found.passages,
                 )
                 metrics.llm_first_token_ms = answer.first_token_ms
             await clauses.put(None)

@@ -403,3 +403,27 @@ async def test_a_reply_computed_during_a_pause_is_thrown_away_if_speech_resumes(
     # The guess's model state was a copy: only the committed reply counted.
     assert session._context.engine_state == {"turns": 1}
     assert session.speculative_stats == {"started": 2, "used": 1, "discarded": 1}
+
+
+async def test_retrieved_knowledge_reaches_the_model_and_the_record(rig) -> None:
+    from agents.llm import Passage
+    from conversations.realtime.session import Retrieved
+
+    asked: list[str] = []
+
+    async def retrieve(text: str) -> Retrieved:
+        asked.append(text)
+        passage = Passage(ref="doc:1#2", text="Refunds take five days.", title="Policy")
+        return Retrieved(passages=[passage], refs=[{"chunk": 2, "document": 1}])
+
+    rig.stt.texts = ["how long do refunds take"]
+    rig.llm.replies = [["Five days."]]
+    session = rig.make()
+    session._retrieve = retrieve
+    await session.open()
+    await speak(session, rig, "####......")
+    await settle(session)
+    await session.close()
+    assert asked == ["how long do refunds take"]
+    assert [p.ref for p in rig.llm.requests[0].passages] == ["doc:1#2"]
+    assert rig.store.turns[0][1].knowledge_refs == [{"chunk": 2, "document": 1}]
