@@ -42,6 +42,9 @@ CLOSE_UNKNOWN_AGENT = 4404
 
 
 class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    # This socket never receives channel-layer messages: without a layer it needs no
+    # channel of its own (with Redis, one blocking connection per socket).
+    channel_layer_alias = None
     live: LiveConversation
     provider: LLMProvider
     agent: Agent

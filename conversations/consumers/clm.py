@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 
 class ClmConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    # This socket never receives channel-layer messages: without a layer it needs no
+    # channel of its own (with Redis, one blocking connection per socket).
+    channel_layer_alias = None
     agent: Agent
     provider: LLMProvider
 

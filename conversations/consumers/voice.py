@@ -71,6 +71,9 @@ def vad_pool() -> InferencePool:
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    # This socket never receives channel-layer messages: without a layer it needs no
+    # channel of its own (with Redis, one blocking connection per socket).
+    channel_layer_alias = None
     session: VoiceSession | None = None
     live_id = ""
 
