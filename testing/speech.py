@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import re
 
@@ -61,3 +62,15 @@ def normalise(text: str) -> str:
     """Lower case, digits as words, no punctuation: for comparing what was said."""
     text = re.sub(r"\d+", lambda m: f" {num2words(int(m.group()))} ", text.lower())
     return " ".join(re.sub(r"[^a-z' ]+", " ", text).replace("'", "").split())
+
+
+def same_words(heard: str, expected: str, *, slack: int = 1) -> bool:
+    """Whether ``heard`` is ``expected`` (both normalised) give or take ``slack`` words.
+
+    Piper's voice varies slightly from run to run and tiny.en sometimes hears an extra
+    "it" or drops a short word; one word in a sentence is what that noise amounts to.
+    """
+    a, b = normalise(heard).split(), normalise(expected).split()
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    return max(len(a), len(b)) - matched <= slack
