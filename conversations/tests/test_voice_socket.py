@@ -19,7 +19,7 @@ from channels.testing import WebsocketCommunicator
 
 from agents.eliza import sentence_case
 from conversations.models import Conversation, Turn
-from testing.speech import chunks, hear, normalise, same_words, say, silence
+from testing.speech import chunks, hear, same_words, say, silence
 from voiceapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
