@@ -194,7 +194,7 @@ def main() -> None:
             SECRET_KEY="bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
             LOG_LEVEL="WARNING",
-            VOICE_MAX_SESSIONS_PER_CLIENT=str(args.sessions + 1),
+            VOICE_MAX_SESSIONS_PER_CLIENT=str(args.sessions * 4),
         )
         py = sys.executable
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
