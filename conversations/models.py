@@ -109,6 +109,15 @@ class TurnStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class TurnLabel(models.TextChoices):
+    """What an operator concluded about a turn on review."""
+
+    GOOD = "good", "Good"
+    FALSE_BARGE_IN = "false_barge_in", "False barge-in"
+    CUT_OFF_EARLY = "cut_off_early", "Cut off too early"
+    WRONG_ANSWER = "wrong_answer", "Wrong answer"
+
+
 class Turn(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveIntegerField()
@@ -141,8 +150,21 @@ class Turn(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Review: set by operators afterwards; everything above is the record and stays as is.
+    label = models.CharField(max_length=32, choices=TurnLabel.choices, blank=True)
+    review_note = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["conversation", "index"]
+        permissions = [("label_turn", "Can label turns and write review notes")]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "index"], name="turns_unique_index"),
             models.CheckConstraint(
@@ -153,6 +175,7 @@ class Turn(models.Model):
         indexes = [
             models.Index(fields=["interrupted"], name="turn_interrupted_idx"),
             models.Index(fields=["created_at"], name="turn_created_idx"),
+            models.Index(fields=["label"], name="turn_label_idx"),
         ]
 
     def __str__(self) -> str:

@@ -23,6 +23,7 @@ from conversations.models import (
     ConversationStatus,
     Role,
     Turn,
+    TurnLabel,
     TurnStatus,
 )
 
@@ -153,6 +154,21 @@ def turn_record(
     if engine_state is not None:
         conversation_save_engine_state(conversation=conversation, engine_state=engine_state)
     transaction.on_commit(lambda: monitor_publish(turn_event(turn)))
+    return turn
+
+
+def turn_label(*, turn: Turn, label: TurnLabel | str, note: str, user: User | None) -> Turn:
+    """An operator's review of ``turn``: a label (or "" to clear it) and a note.
+
+    Only the review fields change; the record of what was said stays as it was stored.
+    """
+    if label not in TurnLabel.values and label != "":
+        raise ValueError(f"unknown label {label!r}; use one of: {', '.join(TurnLabel.values)}")
+    turn.label = label
+    turn.review_note = note
+    turn.reviewed_by = user
+    turn.reviewed_at = timezone.now()
+    turn.save(update_fields=["label", "review_note", "reviewed_by", "reviewed_at"])
     return turn
 
 

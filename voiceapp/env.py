@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 class Env:
@@ -73,6 +74,16 @@ class Env:
         value = self.text(name, default)
         if value not in choices:
             raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
+        return value
+
+    def rate(self, name: str, default: str) -> str:
+        """A request rate as REST framework writes it: ``<count>/<second|minute|hour|day>``."""
+        value = self.text(name, default)
+        if not _RATE.fullmatch(value):
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a rate; write it like 60/minute (second, minute, "
+                "hour or day)"
+            )
         return value
 
     def database(self, name: str, default: str) -> dict[str, Any]:

@@ -44,6 +44,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "agents",
     "conversations",
     "knowledge",
@@ -147,6 +150,14 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Throttling counters (and anything else cached) are shared by every process through Redis.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 CELERY_BROKER_URL = env.text("CELERY_BROKER_URL", REDIS_URL or "memory://")
 # Without a broker there is no worker to hand tasks to: run them in-process instead.
 CELERY_TASK_ALWAYS_EAGER = env.flag(
@@ -212,6 +223,45 @@ VOICE_STORE_AUDIO = env.flag("VOICE_STORE_AUDIO", default=False)
 VOICE_SPECULATIVE_STT = env.flag("VOICE_SPECULATIVE_STT", default=True)
 VOICE_LOAD_MODELS_AT_START = env.flag("VOICE_LOAD_MODELS_AT_START", default=True)
 VOICE_LINK_MAX_AGE_SECONDS = env.number("VOICE_LINK_MAX_AGE_SECONDS", 86_400, minimum=60)
+
+# --- HTTP API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Programs send "Authorization: Token <key>"; the page and the admin use the session.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.rate("API_THROTTLE_ANON", "60/minute"),
+        "user": env.rate("API_THROTTLE_USER", "1200/minute"),
+        # The chatbot-server endpoints are public, as they were: per client address.
+        "chatbot": env.rate("CHATBOT_THROTTLE", "60/minute"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "voiceapp.api.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voice agents API",
+    "DESCRIPTION": "Agents, prompt versions, conversations, documents, and the "
+    "chatbot-server endpoints.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "conversations.chatbot_schema.add_chatbot_paths",
+    ],
+}
+# Largest upload to /processAudioFile/ (bytes); bigger ones are refused with 413.
+CHATBOT_MAX_AUDIO_BYTES = env.number("CHATBOT_MAX_AUDIO_MB", 25, minimum=1) * 1024 * 1024
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -7,6 +7,9 @@ SQLite and, in the integration stage of ``make test``, against PostgreSQL and Re
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+# Tests make many requests quickly; the throttling tests set their own, lower rates.
+for _scope in ("API_THROTTLE_ANON", "API_THROTTLE_USER", "CHATBOT_THROTTLE"):
+    os.environ.setdefault(_scope, "100000/minute")
 
 from voiceapp.settings import *  # noqa: F403
 

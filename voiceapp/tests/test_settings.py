@@ -65,6 +65,10 @@ def start(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"SECRET_KEY": GOOD_KEY, "REDIS_URL": "http://cache:6379"}, "REDIS_URL must be a"),
         ({"SECRET_KEY": GOOD_KEY, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' must be one of"),
         ({"DEBUG": "false"}, "SECRET_KEY must be set when DEBUG is off"),
+        (
+            {"SECRET_KEY": GOOD_KEY, "API_THROTTLE_ANON": "lots"},
+            "API_THROTTLE_ANON='lots' is not a rate; write it like 60/minute",
+        ),
     ],
 )
 def test_bad_configuration_stops_start_up_naming_the_variable(
