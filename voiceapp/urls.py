@@ -14,6 +14,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/knowledge/", include("knowledge.urls")),
+    path("api/", include("voiceapp.api_urls")),
+    # The chatbot-server endpoints this project replaces, at the paths its clients call.
+    path("", include("conversations.chatbot_urls")),
     # Hume custom-LLM over SSE (the WebSocket form is in conversations/routing.py).
     path(
         "llm/chat/completions",
