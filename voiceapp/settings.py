@@ -171,6 +171,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
+# A task whose worker died (acks_late) goes back to the queue once it has been unacknowledged
+# this long; keep it above the longest task, or a slow task also runs twice.
+_VISIBILITY_S = env.number("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _VISIBILITY_S,
+    # Workers look for such tasks every few seconds (a third of the timeout, at most 10 s),
+    # not every 100 s as the transport would by default.
+    "unacked_restore_interval": max(1, min(10, _VISIBILITY_S // 3)),
+    "unacked_restore_throttle": 1,
+}
 
 # --- Security -------------------------------------------------------------------------
 # HTTPS=true is for deployments behind TLS: secure cookies, HSTS and redirects. It stays

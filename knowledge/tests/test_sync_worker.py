@@ -19,7 +19,6 @@ from knowledge.services import (
     document_delete,
     document_inspect_upload,
     document_save,
-    vector_store_request_sync,
 )
 from knowledge.tests.conftest import KEY_ENV, Worker, upload, wait_for
 from knowledge.tests.test_openai_sync import assert_in_step
@@ -28,7 +27,13 @@ from testing.fake_openai import FakeOpenAI
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 LEASE_S = 2
-WORKER_ENV = {KEY_ENV: "sk-worker", "KNOWLEDGE_SYNC_LEASE_SECONDS": str(LEASE_S)}
+# A killed worker's unacknowledged task is redelivered after this long.
+VISIBILITY_S = 3
+WORKER_ENV = {
+    KEY_ENV: "sk-worker",
+    "KNOWLEDGE_SYNC_LEASE_SECONDS": str(LEASE_S),
+    "CELERY_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_S),
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +99,7 @@ def test_the_worker_indexes_and_syncs_adds_changes_and_deletes(
     assert fake_openai.errors == []
 
 
-def test_a_worker_killed_mid_sync_then_a_rerun_leaves_one_file_per_document(
+def test_a_worker_killed_mid_sync_then_its_redelivered_task_leaves_one_file_per_document(
     openai_agent: Agent, fake_openai: FakeOpenAI, worker: Worker, start_worker
 ) -> None:
     first = document_create(file=upload("a.txt", b"Alpha."), agents=[openai_agent])
@@ -109,13 +114,19 @@ def test_a_worker_killed_mid_sync_then_a_rerun_leaves_one_file_per_document(
     store = VectorStore.objects.get(agent=openai_agent)
     assert store.status == Status.RUNNING  # died mid-sync, holding the lease
     assert store.lease_token != ""
-
-    rerun = start_worker(**WORKER_ENV)
     before = store.synced_at
-    vector_store_request_sync(agent_ids=[openai_agent.pk])  # the rerun
-    wait_for(synced(openai_agent, after=before), timeout_s=30, what="the rerun")
+
+    # Nobody asks for a sync again: the broker hands the killed worker's unacknowledged
+    # task to the new worker once its visibility timeout has passed.
+    rerun = start_worker(**WORKER_ENV)
+    wait_for(
+        synced(openai_agent, after=before),
+        timeout_s=VISIBILITY_S + 30,
+        what=f"the redelivered sync\n{rerun.log()}",
+    )
     settle_in_step(fake_openai, openai_agent, rerun)
     assert len(fake_openai.files) == 2  # the orphaned upload was adopted, not repeated
     uploads = [r for r in fake_openai.requests_to("/v1/files") if r.method == "POST"]
     assert len(uploads) == 2
     assert {Document.objects.get(pk=d.pk).status for d in (first, second)} == {Status.DONE}
+    assert "vector_store_sync" in rerun.log()  # the new worker ran the redelivered task
