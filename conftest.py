@@ -41,7 +41,11 @@ def _group(name: str) -> Group:
     group, created = Group.objects.get_or_create(name=name)
     if created and name == "Operators":
         migration = importlib.import_module("conversations.migrations.0002_operators_group")
-        for app_label, codename in migration.OPERATOR_PERMISSIONS:
+        # 0003 lets operators label turns.
+        for app_label, codename in [
+            *migration.OPERATOR_PERMISSIONS,
+            ("conversations", "label_turn"),
+        ]:
             group.permissions.add(
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )

@@ -88,7 +88,8 @@ class ClmRequest:
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Scores are stored as JSON, which has no NaN or infinity.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Time(_Loose):
@@ -116,9 +117,13 @@ class _Element(_Loose):
     time: _Time | None = None
 
 
+#: The longest session id a conversation can be stored under.
+MAX_SESSION_ID = 255
+
+
 class _WsPayload(_Loose):
     messages: list[_Element]
-    custom_session_id: str | None = None
+    custom_session_id: str | None = Field(default=None, max_length=MAX_SESSION_ID)
 
 
 class _FlatMessage(_Loose):
@@ -164,11 +169,32 @@ def _history(
     return tuple(history)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _load_json(raw: str | bytes) -> Any:
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
+        nul = _has_nul(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClmError("invalid_json", f"the frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClmError("invalid_json", "the frame is nested too deeply") from None
+    if nul:
+        # Text is stored, and databases refuse U+0000 in text (PostgreSQL does).
+        raise ClmError("invalid_payload", "strings must not contain U+0000 (NUL)")
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def check_size(raw: str | bytes, max_bytes: int) -> None:

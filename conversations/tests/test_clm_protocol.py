@@ -100,6 +100,17 @@ def test_strip_expressions(content: str, expected: str) -> None:
         (payload([sparse_assistant("Only me.")]), "invalid_payload", "there is no user message"),
         (payload([sparse_user("{just a block}")]), "invalid_payload", "there is no user message"),
         ("[1, 2]", "invalid_payload", "Input should be a valid dictionary"),
+        # Found by fuzzing: text the database cannot store, numbers JSON does not have.
+        (payload([sparse_user("a\x00b")]), "invalid_payload", "must not contain U+0000"),
+        ('{"messages": [], "\\u0000": 1}', "invalid_payload", "must not contain U+0000"),
+        ('{"messages": [NaN]}', "invalid_json", "NaN is not JSON"),
+        (
+            payload([sparse_user("Hi.", {"Joy": float("inf")})]).replace("Infinity", "1e999"),
+            "invalid_payload",
+            "Input should be a finite number",
+        ),
+        (payload([sparse_user("Hi.")], "s" * 256), "invalid_payload", "at most 255 characters"),
+        ("[" * 100_000 + "]" * 100_000, "invalid_json", "nested too deeply"),
     ],
 )
 def test_bad_payloads_raise_documented_errors(raw: str, code: str, message: str) -> None:
