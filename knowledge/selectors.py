@@ -52,7 +52,20 @@ class RetrievedChunk:
             "page": self.page,
             "section": self.section,
             "score": round(self.score, 4),
+            # The start of the passage, so a reviewer sees what the model was given even
+            # after the document has changed.
+            "snippet": _snippet(self.text),
         }
+
+
+SNIPPET_CHARS = 240
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= SNIPPET_CHARS:
+        return flat
+    return flat[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
 
 
 def knowledge_search(

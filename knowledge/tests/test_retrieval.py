@@ -14,7 +14,7 @@ from django.db import connection
 from agents.models import Agent
 from knowledge.models import Chunk, Document, Status
 from knowledge.search import search_terms
-from knowledge.selectors import knowledge_search
+from knowledge.selectors import RetrievedChunk, knowledge_search
 from knowledge.services import document_delete
 from knowledge.tests.retrieval_corpus import DOCUMENTS, QUESTIONS
 
@@ -65,6 +65,10 @@ def test_results_carry_their_document_page_and_section(handbook_agent: Agent) ->
         "page": None,
         "section": "Facilities > Visitors",
         "score": round(best.score, 4),
+        # The passage's start, whitespace flattened, cut at a word within 240 characters.
+        "snippet": "Visitors sign in at reception and wear a visitor badge at all times. Hosts "
+        "must meet their visitors in the lobby and escort them. Visitor parking spaces can be "
+        "booked with reception a day ahead.",
     }
     passage = best.passage()
     assert (passage.ref, passage.title) == (best.ref, "Facilities · Facilities > Visitors")
@@ -138,3 +142,19 @@ def test_the_index_is_kept_by_the_database() -> None:
                 "WHERE table_name = 'knowledge_chunk' AND column_name = 'search_vector'"
             )
             assert cursor.fetchone() == ("ALWAYS",)
+
+
+def test_a_long_passage_is_recorded_by_its_start_cut_at_a_word() -> None:
+    text = "word " * 100  # 500 characters
+    found = RetrievedChunk(
+        chunk_id=1,
+        document_id=2,
+        document_title="T",
+        index=0,
+        page=3,
+        section="",
+        text=text,
+        score=1.0,
+    )
+    snippet = found.as_ref()["snippet"]
+    assert snippet == "word " * 47 + "word …"  # 239 characters of whole words, then the mark
