@@ -10,12 +10,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from agents.models import Agent, LLMProvider, PromptVersion
-from agents.services import agent_make_default, prompt_version_create
+from agents.services import STORE_FIELDS, agent_make_default, prompt_version_create
 from knowledge.selectors import agents_with_knowledge_status, knowledge_summary, sync_summary
 from knowledge.services import conversations_mark_for_reset, vector_store_request_sync
 
 # Changing these moves an agent's OpenAI vector store (or removes it).
-_STORE_FIELDS = {"llm_provider", "llm_base_url", "llm_api_key_env"}
 
 
 class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
@@ -111,7 +110,7 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
             agent=obj, text=form.cleaned_data.get("system_prompt", ""), created_by=user
         )
         uses_openai = obj.llm_provider == LLMProvider.OPENAI
-        if (change and _STORE_FIELDS & set(form.changed_data)) or (not change and uses_openai):
+        if (change and STORE_FIELDS & set(form.changed_data)) or (not change and uses_openai):
             vector_store_request_sync(agent_ids=[obj.pk])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:

@@ -9,7 +9,10 @@ from django.db import transaction
 from django.db.models import Max
 
 from agents.models import Agent, LLMProvider, PromptVersion
-from knowledge.services import agents_mark_for_reset_on_change
+from knowledge.services import agents_mark_for_reset_on_change, vector_store_request_sync
+
+#: Fields that decide where an agent's OpenAI vector store lives: changing one re-syncs it.
+STORE_FIELDS = frozenset({"llm_provider", "llm_base_url", "llm_api_key_env"})
 
 
 @transaction.atomic
@@ -34,6 +37,24 @@ def agent_create(
     PromptVersion.objects.create(
         agent=agent, number=1, text=prompt_text, is_active=True, created_by=created_by
     )
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, agent: Agent, data: dict[str, Any]) -> Agent:
+    """Change the given fields of ``agent``, validated; only changed fields are written.
+
+    A change to where the agent's model lives re-syncs its OpenAI vector store.
+    """
+    changed = [name for name, value in data.items() if getattr(agent, name) != value]
+    if not changed:
+        return agent
+    for name in changed:
+        setattr(agent, name, data[name])
+    agent.full_clean()
+    agent.save(update_fields=[*changed, "updated_at"])
+    if STORE_FIELDS & set(changed):
+        vector_store_request_sync(agent_ids=[agent.pk])
     return agent
 
 

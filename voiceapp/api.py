@@ -7,6 +7,7 @@ error body whichever endpoint it called. ``code`` is stable and machine-readable
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -54,17 +55,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None  # not an API error: Django's 500 handling (and logging) applies
     detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
     code = _CODES.get(response.status_code, "error")
-    if isinstance(exc, exceptions.APIException) and not isinstance(
-        exc, exceptions.ValidationError
-    ):
+    if isinstance(exc, exceptions.APIException) and not isinstance(exc, exceptions.ValidationError):
         codes = exc.get_codes()
         if isinstance(codes, str):
             code = codes
     extra: dict[str, Any] = {}
     if isinstance(exc, exceptions.ValidationError) and isinstance(detail, dict):
         extra["fields"] = {key: [str(m) for m in _as_list(value)] for key, value in detail.items()}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        extra["retry_after_seconds"] = int(exc.wait + 0.999)
+    # The stubs do not declare Throttled.wait (seconds until a retry may succeed).
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        extra["retry_after_seconds"] = math.ceil(wait)
     response.data = error_body(code, _first_message(detail), **extra)
     return response
 
