@@ -335,19 +335,24 @@ def conversations_mark_for_reset(
     *,
     agent_ids: Collection[int] | None = None,
     user_ids: Collection[int] | None = None,
+    channels: Collection[str] | None = None,
 ) -> int:
     """Make the next turn of matching open conversations start a fresh provider conversation.
 
     ``None`` means "any"; an empty collection matches nothing. Only conversations that
-    have a provider conversation to leave are marked. Returns how many were marked.
+    have model state to leave are marked: an OpenAI conversation or ELIZA's memory (both
+    are dropped when the conversation is next opened; see ``conversations.stores``).
+    Returns how many were marked.
     """
     conversations = Conversation.objects.filter(
         status=ConversationStatus.ACTIVE, reset_requested=False
-    ).exclude(provider_conversation_id="")
+    ).exclude(provider_conversation_id="", engine_state={})
     if agent_ids is not None:
         conversations = conversations.filter(agent_id__in=agent_ids)
     if user_ids is not None:
         conversations = conversations.filter(user_id__in=user_ids)
+    if channels is not None:
+        conversations = conversations.filter(channel__in=channels)
     return conversations.update(reset_requested=True, updated_at=timezone.now())
 
 

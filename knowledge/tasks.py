@@ -72,9 +72,14 @@ def vector_store_teardown(store_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def conversations_reset(
-    agent_ids: Sequence[int] | None = None, user_ids: Sequence[int] | None = None
+    agent_ids: Sequence[int] | None = None,
+    user_ids: Sequence[int] | None = None,
+    channels: Sequence[str] | None = None,
 ) -> int:
-    """Start fresh provider conversations on the next turn (by agents/users; None: all)."""
-    count = services.conversations_mark_for_reset(agent_ids=agent_ids, user_ids=user_ids)
+    """Start fresh provider conversations on the next turn (by agents, users, channels;
+    None: all)."""
+    count = services.conversations_mark_for_reset(
+        agent_ids=agent_ids, user_ids=user_ids, channels=channels
+    )
     log.info("marked %d conversations for reset", count)
     return count

@@ -85,12 +85,18 @@ def decode_pcm16(data: bytes, sample_rate: int, *, to_rate: int = STT_SAMPLE_RAT
     return resample(pcm16_bytes_to_float(data), sample_rate, to_rate)
 
 
-def decode_audio(data: bytes, *, to_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
+def decode_audio(
+    data: bytes, *, to_rate: int = STT_SAMPLE_RATE, max_seconds: float | None = None
+) -> FloatAudio:
     """Decode a container (WAV, MP3, OGG, WebM, FLAC, ...) to float32 mono at ``to_rate``.
 
     Uses the first audio stream; channels are averaged. Raises :class:`SpeechError`
-    (kind ``bad_audio``) when the bytes are not decodable audio.
+    (kind ``bad_audio``) when the bytes are not decodable audio, and (kind ``too_long``)
+    as soon as more than ``max_seconds`` have been decoded: a small, highly compressed
+    upload must not expand into gigabytes of samples before anyone looks at its length.
     """
+    limit = None if max_seconds is None else int(max_seconds * to_rate)
+    decoded = 0
     if not data:
         raise _bad_audio("no audio data")
     try:
@@ -103,7 +109,14 @@ def decode_audio(data: bytes, *, to_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
             resampler = av.AudioResampler(format="fltp", rate=to_rate)
             pieces: list[FloatAudio] = []
             for frame in container.decode(stream):
-                pieces.extend(_samples(f) for f in resampler.resample(frame))
+                for piece in map(_samples, resampler.resample(frame)):
+                    pieces.append(piece)
+                    decoded += piece.size
+                if limit is not None and decoded > limit:
+                    raise SpeechError(
+                        f"the audio is longer than {max_seconds:g} s",
+                        kind=SpeechErrorKind.TOO_LONG,
+                    )
             # Flush the resampler's delay line so the tail of the audio is not lost.
             pieces.extend(_samples(f) for f in resampler.resample(None))
     except av.error.FFmpegError as exc:

@@ -74,6 +74,7 @@ class SpeechErrorKind(StrEnum):
 
     CONFIG = "config"  # bad provider name, model or voice; fix the configuration
     BAD_AUDIO = "bad_audio"  # input audio cannot be decoded or has the wrong shape
+    TOO_LONG = "too_long"  # input audio is longer than the caller accepts
     OVERLOADED = "overloaded"  # the inference queue is full; try again shortly
     INFERENCE = "inference"  # the model failed on this input
     UNAVAILABLE = "unavailable"  # a remote service or the pool is down

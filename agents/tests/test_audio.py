@@ -135,3 +135,12 @@ def test_undecodable_data_is_bad_audio(data):
     with pytest.raises(SpeechError) as caught:
         decode_audio(data)
     assert caught.value.kind is SpeechErrorKind.BAD_AUDIO
+
+
+def test_decoding_stops_as_soon_as_the_audio_is_longer_than_allowed():
+    long_mp3 = encode("mp3", "libmp3lame", 44100, "mono", seconds=5.0)
+    with pytest.raises(SpeechError) as caught:
+        decode_audio(long_mp3, max_seconds=2)
+    assert caught.value.kind is SpeechErrorKind.TOO_LONG
+    assert str(caught.value) == "the audio is longer than 2 s"
+    assert decode_audio(long_mp3, max_seconds=6).size >= 5 * 16000  # within the limit: whole
