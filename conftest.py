@@ -105,7 +105,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start uvicorn processes against the test database; all are stopped afterwards."""
     started: list[ServerProcess] = []
 
-    def start(**extra_env: str) -> ServerProcess:
+    def start(*, log_level: str = "warning", **extra_env: str) -> ServerProcess:
         from django.db import connection
 
         db = connection.settings_dict
@@ -133,7 +133,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
                 "--ws",
                 "websockets-sansio",
                 "--log-level",
-                "warning",
+                log_level,
             ],
             cwd=ROOT,
             env=env,

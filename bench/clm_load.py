@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,15 @@ from pathlib import Path
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from bench.servers import (  # noqa: E402
+    PY,
+    bench_env,
+    prepare_database,
+    start_servers,
+    stop_servers,
+)
 
 LINES = [
     "I feel tired all the time.",
@@ -62,49 +68,6 @@ class Result:
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
-
-
-def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            "websockets-sansio",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    wait_for_port(port, process)
-    return process, port
 
 
 def payload(text: str, session_id: str) -> str:
@@ -180,17 +143,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="voiceapp.settings",
-            SECRET_KEY="bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-            DATABASE_URL=args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
-            LOG_LEVEL="WARNING",
-        )
-        subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run(
-            [PY, "manage.py", "bootstrap"], cwd=ROOT, env=env, check=True, capture_output=True
-        )
+        env = bench_env(Path(tmp), args.database_url)
+        prepare_database(env)
         before = stored_turns(env)
 
         print(f"CLM load: {args.sockets} sockets x {args.turns} turns, ELIZA (bundled script)")
@@ -199,17 +153,14 @@ def main() -> None:
             ("baseline", "bench.clm_baseline:app"),
             ("product", "voiceapp.asgi:application"),
         ):
-            process, port = serve(app, env)
+            servers = start_servers(1, env, app=app)
             try:
                 path = "/" if name == "baseline" else "/llm"
                 results.append(
-                    asyncio.run(
-                        drive(name, f"ws://127.0.0.1:{port}{path}", args.sockets, args.turns)
-                    )
+                    asyncio.run(drive(name, servers[0].url(path), args.sockets, args.turns))
                 )
             finally:
-                process.terminate()
-                process.wait(timeout=30)
+                stop_servers(servers)
         for result in results:
             report(result)
         baseline, product = results

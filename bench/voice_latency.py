@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,13 @@ from agents.eliza import Eliza, load_default_script, sentence_case  # noqa: E402
 from agents.speech.audio import pcm16_bytes_to_float  # noqa: E402
 from agents.speech.faster_whisper import FasterWhisperSTT  # noqa: E402
 from agents.speech.piper import PiperTTS  # noqa: E402
-from bench.clm_load import free_port, wait_for_port  # noqa: E402
+from bench.servers import (  # noqa: E402
+    bench_env,
+    prepare_database,
+    rss_mb,
+    start_servers,
+    stop_servers,
+)
 
 UTTERANCES = [
     "I feel tired all the time.",
@@ -173,13 +177,6 @@ def baseline(speech: dict[str, np.ndarray], turns: int) -> list[float]:
     return asyncio.run(run())
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=4, help="turns per session")
@@ -188,41 +185,12 @@ def main() -> None:
     speech = synthesize(UTTERANCES)
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="voiceapp.settings",
-            SECRET_KEY="bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-            DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
-            LOG_LEVEL="WARNING",
-            VOICE_MAX_SESSIONS_PER_CLIENT=str(args.sessions * 4),
-        )
-        py = sys.executable
-        subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run(
-            [py, "manage.py", "bootstrap"], cwd=ROOT, env=env, check=True, capture_output=True
-        )
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "voiceapp.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ws",
-                "websockets-sansio",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        env = bench_env(Path(tmp), VOICE_MAX_SESSIONS_PER_CLIENT=str(args.sessions * 4))
+        prepare_database(env)
+        servers = start_servers(1, env)
+        server = servers[0]
         try:
-            wait_for_port(port, server)
-            url = f"ws://127.0.0.1:{port}/agents/eliza/conversation"
+            url = server.url("/agents/eliza/conversation")
             print(
                 "Voice latency: ELIZA, faster-whisper tiny.en int8, Piper joe;"
                 f" {args.turns} turns per session"
@@ -240,8 +208,7 @@ def main() -> None:
             summarise(f"{args.sessions} sessions", asyncio.run(many()))
             print(f"  server RSS with all models loaded: {rss_mb(server.pid):.0f} MB")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_servers(servers)
 
     naive = baseline(speech, args.turns * 2)
     print(

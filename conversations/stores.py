@@ -30,6 +30,7 @@ from conversations.models import Channel, Conversation, Role, Turn, TurnStatus
 from conversations.replies import Answer
 from conversations.services import conversation_get_or_start, conversation_start, turn_event
 from knowledge.selectors import knowledge_search, vector_store_id_for
+from voiceapp import metrics
 
 
 @dataclass
@@ -42,6 +43,7 @@ class LiveConversation:
     llm: LLMConfig
     context: ConversationContext
     agent_id: int | None = None
+    channel: str = ""  # a Channel value; labels this conversation's metrics
 
 
 @dataclass
@@ -75,13 +77,16 @@ def _live(conversation: Conversation, agent: Agent) -> LiveConversation:
         session_id=conversation.external_id or str(conversation.pk),
         system_prompt=conversation.prompt_version.text,
         llm=_llm_config(agent),
+        # A requested reset starts the model afresh: no OpenAI conversation, no ELIZA
+        # memory. The next stored exchange saves the fresh state and clears the request.
         context=ConversationContext(
-            engine_state=dict(conversation.engine_state),
+            engine_state={} if conversation.reset_requested else dict(conversation.engine_state),
             provider_conversation_id=""
             if conversation.reset_requested
             else conversation.provider_conversation_id,
         ),
         agent_id=agent.pk,
+        channel=conversation.channel,
     )
 
 
@@ -144,6 +149,7 @@ def _prepare_turn(live: LiveConversation, text: str) -> TurnKnowledge:
     reset = Conversation.objects.filter(pk=live.conversation_id, reset_requested=True).exists()
     if reset:
         live.context.provider_conversation_id = ""
+        live.context.engine_state = {}
     assert live.agent_id is not None
     found = knowledge_search(agent_id=live.agent_id, question=text)
     return TurnKnowledge(
@@ -308,6 +314,7 @@ class ExchangeWriter:
                 turns = await _write([exchange for exchange, _ in batch])
             except Exception as exc:
                 if len(batch) == 1:
+                    metrics.error("store.turn_write")
                     batch[0][1].set_exception(exc)
                     continue
                 # One bad exchange must not fail the others: store them one by one.
@@ -315,15 +322,30 @@ class ExchangeWriter:
                     try:
                         turns = await _write([exchange])
                     except Exception as single:
+                        metrics.error("store.turn_write")
                         future.set_exception(single)
                     else:
+                        _count_recorded([exchange])
                         future.set_result(None)
                         await publish_turns(turns)
                 continue
+            _count_recorded([exchange for exchange, _ in batch])
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
             await publish_turns(turns)
+
+
+def _count_recorded(exchanges: list[Exchange]) -> None:
+    for exchange in exchanges:
+        answer = exchange.answer
+        status = "interrupted" if answer.cancelled else "failed" if answer.error else "complete"
+        metrics.turn_recorded(
+            channel=exchange.live.channel,
+            status=status,
+            first_token_ms=answer.first_token_ms,
+            fallback=answer.used_fallback,
+        )
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExchangeWriter] = (

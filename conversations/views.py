@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -31,6 +33,8 @@ from conversations.stores import (
     prepare_turn,
     record_exchange,
 )
+from voiceapp import metrics
+from voiceapp.logs import bind_conversation
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +46,27 @@ _STATUS = {
     "inactive_agent": 404,
     "unauthorized": 401,
     "internal": 500,
+    "unavailable": 503,
 }
+# The database cannot be reached (down, restarting, connection lost).
+_DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def clm_error(code: str, message: str) -> JsonResponse:
     """An error body in the shape OpenAI clients understand, with our documented code."""
+    metrics.error(f"clm.{code}")
     return JsonResponse(
         {"error": {"code": code, "message": message, "type": "invalid_request_error"}},
         status=_STATUS[code],
     )
+
+
+def _unavailable(exc: Exception) -> JsonResponse:
+    """503 (JSON, the documented code) rather than a hung request or an error page."""
+    log.warning("clm sse refused: the database is unavailable (%s)", exc)
+    response = clm_error("unavailable", "the service is unavailable; try again")
+    response["Retry-After"] = "5"
+    return response
 
 
 @csrf_exempt
@@ -59,26 +75,40 @@ async def clm_chat_completions(
     request: HttpRequest, slug: str | None = None
 ) -> HttpResponse | StreamingHttpResponse:
     """Hume's SSE custom-LLM interface: an OpenAI chat-completions request, streamed back."""
+    started = time.perf_counter()
     try:
         agent = await database_sync_to_async(agent_get_active)(slug=slug)
     except AgentNotFound as exc:
         return clm_error("inactive_agent" if exc.inactive else "unknown_agent", str(exc))
+    except _DATABASE_DOWN as exc:
+        return _unavailable(exc)
     if not token_matches(agent.clm_token, request_token(request)):
         log.warning("clm sse refused for agent %s: missing or wrong token", agent.slug)
         return clm_error("unauthorized", "missing or wrong token")
     # Without a session id Hume gets one from us (in system_fingerprint) and sends it back.
     session_id = request.GET.get("custom_session_id", "").strip() or uuid.uuid4().hex
     try:
+        raw = request.body
+    except RequestDataTooBig:
+        # Over DATA_UPLOAD_MAX_MEMORY_SIZE (the frame limit plus slack) Django refuses to
+        # read it and would answer a bare 400 page: this is the documented 413.
+        limit = settings.CLM_MAX_FRAME_BYTES
+        return clm_error("payload_too_large", f"the body is over the limit of {limit} bytes")
+    try:
         clm_request = parse_sse_body(
-            request.body, session_id=session_id, max_bytes=settings.CLM_MAX_FRAME_BYTES
+            raw, session_id=session_id, max_bytes=settings.CLM_MAX_FRAME_BYTES
         )
     except ClmError as exc:
         log.warning("clm sse request rejected (%s): %s", exc.code, exc.message)
         return clm_error(exc.code, exc.message)
-    live = await open_conversation(agent, Channel.HUME_CLM, session_id, request.user)
+    try:
+        live = await open_conversation(agent, Channel.HUME_CLM, session_id, request.user)
+    except _DATABASE_DOWN as exc:
+        return _unavailable(exc)
+    bind_conversation(live.conversation_id)
     model = agent.llm_model or agent.llm_provider
     response = StreamingHttpResponse(
-        _sse_events(live, clm_request, build_provider(live.llm), model),
+        _sse_events(live, clm_request, build_provider(live.llm), model, started),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
@@ -87,8 +117,14 @@ async def clm_chat_completions(
 
 
 async def _sse_events(
-    live: LiveConversation, clm_request: ClmRequest, provider: LLMProvider, model: str
+    live: LiveConversation,
+    clm_request: ClmRequest,
+    provider: LLMProvider,
+    model: str,
+    started: float,
 ) -> AsyncIterator[bytes]:
+    # The response is streamed from the server's task, not the view's: bind here too.
+    bind_conversation(live.conversation_id)
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -131,12 +167,17 @@ async def _sse_events(
         yield event({"role": "assistant", "content": ""})
         separator = ""
         while (text := await queue.get()) is not None:
+            if not separator:
+                elapsed = time.perf_counter() - started
+                metrics.http_reply(endpoint="clm_sse", phase="first_text", seconds=elapsed)
             # Deltas are concatenated by the client: keep the space between clauses.
             yield event({"content": separator + text})
             separator = " "
         await producer
         yield event({}, finish="stop")
         yield b"data: [DONE]\n\n"
+        elapsed = time.perf_counter() - started
+        metrics.http_reply(endpoint="clm_sse", phase="complete", seconds=elapsed)
     finally:
         if not producer.done():
             producer.cancel()

@@ -16,6 +16,7 @@ from conversations.stores import (
     prepare_turn,
     write_exchange,
 )
+from voiceapp.metrics import voice_turn
 
 USER_AUDIO_RATE = 16_000
 
@@ -46,6 +47,13 @@ class VoiceTurnStore:
     async def record(
         self, *, user: Utterance | None, reply: SpokenReply, metrics: TurnMetrics
     ) -> None:
+        # Observed whether or not the write succeeds: the caller heard this latency.
+        voice_turn(
+            stt_ms=metrics.stt_ms,
+            llm_first_token_ms=metrics.llm_first_token_ms,
+            tts_first_audio_ms=metrics.tts_first_audio_ms,
+            voice_to_voice_ms=metrics.voice_to_voice_ms,
+        )
         user_turn = (
             UserTurn(text=user.text, vad_end_at=metrics.vad_end_at, stt_ms=metrics.stt_ms)
             if user is not None

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: The provider and voice settings an agent has when left at its defaults.
 DEFAULT_KEY = ("faster_whisper", "", "piper", "")
 _thread: threading.Thread | None = None
+_failed = False
 
 
 def speech_device() -> SpeechDevice:
@@ -38,10 +39,13 @@ def _warm() -> None:
         tts = build_tts("piper", None, device, sample_rate=44_100)
         await asyncio.gather(stt.warm_up(), tts.warm_up())
 
+    global _failed
     try:
         asyncio.run(both())
     except Exception:
-        # A process without its models still serves text; voice sessions report the error.
+        # A process without its models still serves text; voice sessions report the error,
+        # and readiness says so.
+        _failed = True
         log.exception("loading the bundled speech models failed")
     else:
         log.info("bundled speech models loaded")
@@ -63,6 +67,11 @@ async def wait() -> bool:
     return True
 
 
+def failed() -> bool:
+    """Whether loading the bundled models at start-up failed."""
+    return _failed
+
+
 def ready() -> bool:
-    """Whether the bundled models have finished loading (for readiness checks)."""
-    return _thread is not None and not _thread.is_alive()
+    """Whether the bundled models have loaded, and successfully (for readiness checks)."""
+    return _thread is not None and not _thread.is_alive() and not _failed

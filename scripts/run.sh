@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: install, migrate, create demo data and an admin account, then serve HTTP and
-# WebSockets with uvicorn on $HOST:$PORT (default 127.0.0.1:8000). Offline, no keys.
+# WebSockets with uvicorn (python -m voiceapp.serve) on $HOST:$PORT (default
+# 127.0.0.1:8000). Offline, no keys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,6 @@ fi
 "$PY" manage.py bootstrap
 
 echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
-exec "$PY" -m uvicorn voiceapp.asgi:application --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
+# The production entry point (uvicorn; on SIGTERM or Ctrl+C, sockets are drained first).
+exec "$PY" -m voiceapp.serve --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
   --ws websockets-sansio --log-level "$(echo "${LOG_LEVEL:-info}" | tr '[:upper:]' '[:lower:]')"

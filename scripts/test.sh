@@ -13,6 +13,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(nodejs npm)
+[[ -x /usr/sbin/nginx ]] || need+=(nginx)  # the production tests run Debian's nginx
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing system packages: ${need[*]} (run as root, or install them)" >&2; exit 1

@@ -14,13 +14,14 @@ from django.conf import settings  # noqa: E402
 
 from conversations import warmup  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+from voiceapp.body_limit import BodyLimit  # noqa: E402
 
 if settings.VOICE_LOAD_MODELS_AT_START:
     warmup.start()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimit(django_asgi_app, settings.HTTP_MAX_BODY_BYTES),
         # Each route checks the Origin itself where it faces browsers (see the routing).
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "agents",
     "conversations",
     "knowledge",
@@ -264,6 +265,15 @@ SPECTACULAR_SETTINGS = {
     "chatbot-server endpoints.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Three models have a "status" with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "conversations.models.ConversationStatus",
+        "TurnStatusEnum": "conversations.models.TurnStatus",
+        "DocumentStatusEnum": "knowledge.models.Status",
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -272,18 +282,63 @@ SPECTACULAR_SETTINGS = {
 }
 # Largest upload to /processAudioFile/ (bytes); bigger ones are refused with 413.
 CHATBOT_MAX_AUDIO_BYTES = env.number("CHATBOT_MAX_AUDIO_MB", 25, minimum=1) * 1024 * 1024
+# Any HTTP body bigger than the largest thing an endpoint accepts (plus room for multipart
+# framing) is refused with 413 from its Content-Length, before it is read (voiceapp.asgi).
+HTTP_MAX_BODY_BYTES = (
+    max(CHATBOT_MAX_AUDIO_BYTES, KNOWLEDGE_MAX_DOCUMENT_BYTES, CLM_MAX_FRAME_BYTES) + 1024 * 1024
+)
+# Hume's SSE requests carry the whole history in a JSON body read into memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CLM_MAX_FRAME_BYTES + 64 * 1024
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# plain: "<time> <LEVEL> <logger> [conv=<id>] <message>"; json: one object per line
+# (time, level, logger, message, conversation_id, exc_info) for a log collector. Both
+# redact tokens, keys and passwords (voiceapp/logs.py).
+LOG_FORMAT = env.choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"conversation": {"()": "voiceapp.logs.ConversationFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "voiceapp.logs.PlainFormatter"},
+        "json": {"()": "voiceapp.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["conversation"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Django's own handlers (console when DEBUG, mail_admins) would write a second,
+        # unformatted copy: its records go through the root handler like all others.
+        "django": {"handlers": [], "propagate": True},
+        # Uvicorn's handlers would bypass the format and the redaction, and its lines
+        # carry request paths with their query strings (?token=…). Levels stay uvicorn's.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
     },
 }
+# Celery workers log through LOGGING too, instead of replacing the root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Health and metrics -----------------------------------------------------------------
+# /metrics needs "Authorization: Bearer <METRICS_TOKEN>" when set (from any address);
+# unset, it answers loopback and private addresses only (voiceapp/metrics.py).
+METRICS_TOKEN = env.text("METRICS_TOKEN")
+# Several server processes: each writes its metrics to files here and /metrics sums them.
+# prometheus_client reads the variable itself; it is checked here so that a typo stops
+# start-up. Empty the directory whenever the processes start.
+PROMETHEUS_MULTIPROC_DIR = env.text("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory; create it "
+        "(empty) before starting the server processes"
+    )
+# Probes and scrapers speak plain HTTP to the process: a redirect to HTTPS would read as
+# success to a probe (any 3xx passes) whatever the checks said.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -11,7 +11,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 for _scope in ("API_THROTTLE_ANON", "API_THROTTLE_USER", "CHATBOT_THROTTLE"):
     os.environ.setdefault(_scope, "100000/minute")
 
-from voiceapp.settings import *  # noqa: F403
+from voiceapp.settings import *  # noqa: E402, F403
 
 # Hashing passwords with the real algorithm makes every user fixture slow.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from agents import views as agent_views
 from conversations import views as conversation_views
+from voiceapp import health, metrics
 
 admin.site.site_header = "Voice agents"
 admin.site.site_title = "Voice agents"
@@ -12,8 +13,10 @@ urlpatterns = [
     path("", agent_views.home, name="home"),
     path("agents/<slug:slug>/", agent_views.agent_chat, name="agent-chat"),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("api/knowledge/", include("knowledge.urls")),
     path("api/", include("voiceapp.api_urls")),
     # The chatbot-server endpoints this project replaces, at the paths its clients call.
     path("", include("conversations.chatbot_urls")),

@@ -18,6 +18,8 @@ code                   meaning
 ``inactive_agent``     the agent is switched off (socket closed with 4404)
 ``unauthorized``       the agent needs a token and it is missing or wrong (closed with 4401)
 ``internal``           the server failed; the turn is stored as failed
+``unavailable``        the database cannot be reached; nothing is stored (try again; at
+                       connect the socket is closed with 1013)
 =====================  ==============================================================
 """
 
@@ -43,6 +45,7 @@ ErrorCode = Literal[
     "inactive_agent",
     "unauthorized",
     "internal",
+    "unavailable",
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from typing import Any
@@ -33,6 +34,8 @@ from conversations.stores import (
     record_exchange,
     resume_conversation,
 )
+from voiceapp import drain, metrics
+from voiceapp.logs import bind_conversation
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,15 @@ CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_UNKNOWN_AGENT = 4404
 
 
-class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class ChatConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ignore[misc]
+    metrics_socket = "chat"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).
     channel_layer_alias = None
     live: LiveConversation
     provider: LLMProvider
     agent: Agent
+    live_socket: drain.LiveSocket | None = None
 
     async def connect(self) -> None:
         self.reply_task: asyncio.Task[None] | None = None
@@ -73,6 +78,12 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.live, self.history = resumed
         else:
             self.live = await open_conversation(self.agent, Channel.WEB_TEXT, None, user)
+        bind_conversation(self.live.conversation_id)
+        log.info(
+            "chat conversation %s for agent %s",
+            "resumed" if resumed is not None else "opened",
+            self.agent.slug,
+        )
         self.provider = build_provider(self.live.llm)
         greeting = ""
         if resumed is None:
@@ -82,6 +93,9 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await record_exchange(self.live, None, answer)
                 self.history.append(ChatMessage(role="assistant", content=greeting))
         self.ready = True
+        # A draining process closes the socket with 1012 once no reply is in flight.
+        restart = functools.partial(self.close, code=drain.CLOSE_SERVICE_RESTART)
+        self.live_socket = drain.register(restart)
         await self.send_json(
             {
                 "type": "session",
@@ -93,12 +107,14 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def disconnect(self, code: int) -> None:
+        drain.unregister(self.live_socket)
         await self._cancel_reply()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))
 
     async def error(self, code: str, message: str) -> None:
+        metrics.error(f"chat.{code}")
         await self.send_json({"type": "error", "code": code, "message": message})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -116,14 +132,24 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if not isinstance(text, str) or not text.strip():
             await self.error("empty_message", "the message has no text")
             return
+        if "\x00" in text:
+            # Stored text cannot hold NUL (PostgreSQL refuses it).
+            await self.error("bad_frame", "the text must not contain U+0000 (NUL)")
+            return
         if len(text) > MAX_MESSAGE_CHARS:
             await self.error(
                 "message_too_long", f"messages are limited to {MAX_MESSAGE_CHARS} characters"
             )
             return
+        if drain.draining():
+            # The process is stopping: no new turn. The socket closes with 1012 once the
+            # reply in flight (if any) has ended; the page marks the message unanswered
+            # ("connection lost") and reconnects to another process.
+            log.info("chat message not answered: the server is restarting")
+            return
         # A new message supersedes a reply still streaming.
         await self._cancel_reply()
-        self.reply_task = asyncio.create_task(self._reply(text.strip()))
+        self.reply_task = asyncio.create_task(self._reply_in_turn(text.strip()))
 
     async def _cancel_reply(self) -> None:
         task, self.reply_task = self.reply_task, None
@@ -132,6 +158,11 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _reply_in_turn(self, text: str) -> None:
+        assert self.live_socket is not None  # registered before any message is taken
+        async with self.live_socket.turn():  # a draining process closes the socket after it
+            await self._reply(text)
 
     async def _reply(self, text: str) -> None:
         user = UserTurn(text=text)

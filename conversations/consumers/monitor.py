@@ -7,16 +7,20 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conversations.events import MONITOR_GROUP
+from voiceapp import metrics
 
 CLOSE_FORBIDDEN = 4403
 
 
-class MonitorConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class MonitorConsumer(metrics.CountedSocket, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    metrics_socket = "monitor"
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not await self._can_view(user):
             # Accept first so the client receives the documented close code rather than
             # a bare HTTP 403 from the handshake.
+            metrics.error("monitor.forbidden")
             await self.accept()
             await self.close(code=CLOSE_FORBIDDEN)
             return

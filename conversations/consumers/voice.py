@@ -29,7 +29,7 @@ from agents.llm import ChatMessage, build_provider
 from agents.models import Agent
 from agents.selectors import AgentNotFound, agent_get_active
 from agents.speech.base import SpeechError
-from agents.speech.executor import InferencePool
+from agents.speech.executor import InferencePool, default_pool
 from agents.speech.registry import build_stt, build_tts
 from conversations import warmup
 from conversations.access import may_talk_to
@@ -38,6 +38,8 @@ from conversations.realtime.session import VoiceSession, VoiceSettings, speech_e
 from conversations.realtime.turns import TurnSettings
 from conversations.stores import LiveConversation, open_conversation, resume_conversation
 from conversations.voice_store import VoiceTurnStore, retrieve_for
+from voiceapp import drain, metrics
+from voiceapp.logs import bind_conversation
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,20 @@ def vad_pool() -> InferencePool:
     global _vad_pool
     if _vad_pool is None:
         _vad_pool = InferencePool(1, 256, "vad")
+        # A process that opens voice sessions reports both pools' queues from now on.
+        metrics.watch_pool(_vad_pool)
+        metrics.watch_pool(default_pool())
     return _vad_pool
 
 
-class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class VoiceConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ignore[misc]
+    metrics_socket = "voice"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).
     channel_layer_alias = None
     session: VoiceSession | None = None
     live_id = ""
+    live_socket: drain.LiveSocket | None = None
 
     async def connect(self) -> None:
         self.session = None
@@ -91,8 +98,12 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         _sessions_per_client[self.client] += 1
         self.counted = True
         self.timer = asyncio.create_task(self._limit_length())
+        # A draining process closes the socket with 1012 once no reply is being spoken.
+        restart = functools.partial(self.close, code=drain.CLOSE_SERVICE_RESTART)
+        self.live_socket = drain.register(restart)
 
     async def disconnect(self, code: int) -> None:
+        drain.unregister(self.live_socket)
         if self.counted:
             _sessions_per_client[self.client] -= 1
             if _sessions_per_client[self.client] <= 0:
@@ -110,10 +121,33 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.close(code=close_code)
 
     async def error(self, code: str, message: str) -> None:
+        metrics.error(f"voice.{code}")
         await self.send_message({"type": "error", "code": code, "message": message})
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send(bytes_data=msgpack.packb(message, use_bin_type=True))
+
+    async def send_from_session(self, message: dict[str, Any]) -> None:
+        # The pipeline's only error frames are speech failures (speech_error_frame).
+        if message["type"] == "error":
+            metrics.error(f"speech.{message['code']}")
+        # The pipeline's frames mark its turns for a draining process: a reply starts with
+        # the user's transcript (the greeting with its first clause) and ends with its
+        # metrics, sent once the turn is stored, or with an interrupt (barge-in).
+        if message["type"] in ("transcript", "reply"):
+            self._mark_turn(speaking=True)
+        await self.send_message(message)
+        if message["type"] in ("metrics", "interrupt"):
+            self._mark_turn(speaking=False)
+
+    def _mark_turn(self, *, speaking: bool) -> None:
+        live_socket = self.live_socket
+        if live_socket is None or live_socket.in_turn == speaking:
+            return
+        if speaking:
+            live_socket.start_turn()
+        else:
+            live_socket.end_turn()
 
     async def _limit_length(self) -> None:
         await asyncio.sleep(settings.VOICE_MAX_SESSION_SECONDS)
@@ -147,6 +181,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def on_open(self, message: dict[str, Any]) -> None:
+        if drain.draining():
+            return  # the process is stopping: the socket is being closed with 1012
         if self.session is not None:
             await self.error("already_open", "the conversation is already open")
             return
@@ -182,7 +218,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.session = await self._build_session(agent, OUTPUT_FORMATS[output_format], resumed)
         except SpeechError as exc:
             log.error("voice session could not start: %s", exc)
-            await self.send_message(speech_error_frame(exc))
+            await self.send_from_session(speech_error_frame(exc))
             return
         await self.session.open()
         await self.send_message(
@@ -194,6 +230,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def on_audio(self, message: dict[str, Any]) -> None:
+        if drain.draining():
+            # The process is stopping: no new turn (and no barge-in), so the reply being
+            # spoken ends whole; then the socket closes with 1012.
+            return
         if self.session is None:
             await self.error("not_open", "send 'open' before audio")
             return
@@ -210,7 +250,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             await self.session.feed_audio(pcm)
         except SpeechError as exc:
-            await self.send_message(speech_error_frame(exc))
+            await self.send_from_session(speech_error_frame(exc))
 
     async def on_state(self, message: dict[str, Any]) -> None:
         if message.get("state") != "waiting":
@@ -259,8 +299,15 @@ class VoiceConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             live = await open_conversation(agent, Channel.WEB_VOICE, None, self.scope.get("user"))
             history = []
         self.live_id = live.conversation_id
+        # Bound before the session starts its tasks, so that they inherit it.
+        bind_conversation(live.conversation_id)
+        log.info(
+            "voice conversation %s for agent %s",
+            "resumed" if resumed is not None else "opened",
+            agent.slug,
+        )
         return VoiceSession(
-            send=self.send_message,
+            send=self.send_from_session,
             stt=stt,
             tts=tts,
             llm=build_provider(live.llm),

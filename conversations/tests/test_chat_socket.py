@@ -86,6 +86,7 @@ async def test_bad_messages_get_errors_and_the_socket_keeps_serving(eliza) -> No
         ('{"type": "dance"}', "bad_frame"),
         ('{"type": "message", "text": "   "}', "empty_message"),
         (json.dumps({"type": "message", "text": "x" * 5000}), "message_too_long"),
+        (json.dumps({"type": "message", "text": "a\x00b"}), "bad_frame"),
     ):
         await socket.send_to(text_data=raw)
         frame = json.loads(await socket.receive_from(timeout=5))

@@ -277,7 +277,7 @@ def test_generated_audio_socket_frames_get_documented_answers(fuzz_server) -> No
             socket.send(msgpack.packb({"type": name}))
             seen = _voice_until_probe(socket, name)
         except ConnectionClosed as closed:
-            ended = closed
+            ended: ConnectionClosed | None = closed
         else:
             ended = None
         if ended is not None:
