@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from conversations.replies import Answer
 from conversations.services import conversation_get_or_start, conversation_start, turn_event
 from knowledge.selectors import knowledge_search, vector_store_id_for
 from voiceapp import metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -298,6 +301,7 @@ class ExchangeWriter:
     def __init__(self) -> None:
         self._pending: list[tuple[Exchange, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def write(self, exchange: Exchange) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -327,13 +331,24 @@ class ExchangeWriter:
                     else:
                         _count_recorded([exchange])
                         future.set_result(None)
-                        await publish_turns(turns)
+                        self._publish(turns)
                 continue
             _count_recorded([exchange for exchange, _ in batch])
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
-            await publish_turns(turns)
+            self._publish(turns)
+
+    def _publish(self, turns: list[Turn]) -> None:
+        """Tell monitors about ``turns`` beside the write path, never in its way.
+
+        The turns are stored; telling live monitors is best effort. A slow or absent Redis
+        must not hold up the next replies' writes, so publishing runs in its own task,
+        bounded in time; the writer keeps a reference until it is done.
+        """
+        task = asyncio.create_task(_publish_quietly(turns))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
 
 def _count_recorded(exchanges: list[Exchange]) -> None:
@@ -370,6 +385,20 @@ async def write_exchange(exchange: Exchange) -> None:
     if writer is None:
         writer = _writers[loop] = ExchangeWriter()
     await writer.write(exchange)
+
+
+PUBLISH_TIMEOUT_S = 2.0
+
+
+async def _publish_quietly(turns: list[Turn]) -> None:
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await publish_turns(turns)
+    except Exception:
+        # Any failure of the channel layer (Redis down, restarting, slow) only costs live
+        # monitors an update; it is logged and counted, and the turns are stored.
+        metrics.error("monitor.publish")
+        log.warning("telling monitors about %d stored turns failed", len(turns), exc_info=True)
 
 
 async def publish_turns(turns: list[Turn]) -> None:

@@ -1,0 +1,54 @@
+"""Storing exchanges through the group-commit writer, whatever the channel layer does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations import stores
+from conversations.models import Channel, Turn
+from conversations.replies import Answer
+from conversations.stores import UserTurn, open_conversation, record_exchange
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class HangingLayer:
+    """A channel layer whose Redis never answers."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def group_send(self, group: str, message: dict[str, object]) -> None:
+        self.calls += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_channel_layer_delays_no_reply_and_loses_no_turn(
+    make_agent, monkeypatch, caplog
+) -> None:
+    agent = await sync_to_async(make_agent)()
+    layer = HangingLayer()
+    monkeypatch.setattr(stores, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(stores, "PUBLISH_TIMEOUT_S", 0.2)
+    live = await open_conversation(agent, Channel.WEB_TEXT, None, None)
+    caplog.set_level(logging.WARNING, logger="conversations.stores")
+
+    for text in ("First.", "Second."):
+        answer = Answer(generated=[f"Re: {text}"], sent=[f"Re: {text}"])
+        # Each write returns once committed, not once monitors have been told.
+        await asyncio.wait_for(record_exchange(live, UserTurn(text=text), answer), timeout=5)
+
+    texts = await sync_to_async(
+        lambda: list(Turn.objects.order_by("index").values_list("text", flat=True))
+    )()
+    assert texts == ["First.", "Re: First.", "Second.", "Re: Second."]
+    await asyncio.sleep(0.5)  # the publishing gives up after its timeout
+    assert layer.calls == 2
+    failures = [r for r in caplog.records if "telling monitors" in r.getMessage()]
+    assert [r.getMessage() for r in failures] == [
+        "telling monitors about 2 stored turns failed"
+    ] * 2
