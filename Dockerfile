@@ -30,4 +30,7 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0 \
 USER 10001
 EXPOSE 8000
 
-CMD ["uvicorn", "voiceapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--proxy-headers"]
+# The project's server entry point: uvicorn that drains sockets on SIGTERM (1012).
+# Proxy headers are trusted from FORWARDED_ALLOW_IPS (uvicorn's variable).
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "voiceapp.serve", "--host", "0.0.0.0", "--port", "8000"]

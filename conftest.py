@@ -124,14 +124,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "voiceapp.asgi:application",
+                "voiceapp.serve",  # the product's entry point (uvicorn, draining on SIGTERM)
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--ws",
-                "websockets-sansio",
                 "--log-level",
                 log_level,
             ],

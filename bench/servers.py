@@ -160,12 +160,13 @@ def start_servers(
             port = free_port()
             log_path = log_dir / f"server-{port}.log" if log_dir else None
             output = log_path.open("wb") if log_path else None
+            # The product runs as in production (voiceapp.serve); a baseline app by uvicorn.
+            entry = ["voiceapp.serve"] if app == PRODUCT_APP else ["uvicorn", app]
             process = subprocess.Popen(
                 [
                     PY,
                     "-m",
-                    "uvicorn",
-                    app,
+                    *entry,
                     "--host",
                     "127.0.0.1",
                     "--port",
