@@ -23,6 +23,7 @@ from agents.llm import ChatMessage, LLMProvider, build_provider
 from agents.models import Agent
 from agents.selectors import AgentNotFound, agent_get_active
 from conversations.access import may_talk_to, query_param
+from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
 from conversations.stores import (
@@ -59,6 +60,14 @@ class ChatConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: igno
         self.history: list[ChatMessage] = []
         self.ready = False
         await self.accept()
+        try:
+            await self._start()
+        except DATABASE_DOWN as exc:
+            log.warning("chat socket refused: the database is unavailable (%s)", exc)
+            await self.error("unavailable", "the service is unavailable; try again")
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+
+    async def _start(self) -> None:
         slug = self.scope["url_route"]["kwargs"].get("slug")
         try:
             self.agent = await database_sync_to_async(agent_get_active)(slug=slug)
@@ -162,7 +171,11 @@ class ChatConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: igno
     async def _reply_in_turn(self, text: str) -> None:
         assert self.live_socket is not None  # registered before any message is taken
         async with self.live_socket.turn():  # a draining process closes the socket after it
-            await self._reply(text)
+            try:
+                await self._reply(text)
+            except DATABASE_DOWN as exc:
+                log.warning("chat reply not stored: the database is unavailable (%s)", exc)
+                await self.error("unavailable", "the service is unavailable; try again")
 
     async def _reply(self, text: str) -> None:
         user = UserTurn(text=text)

@@ -14,7 +14,6 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
 from agents.llm import LLMProvider, build_provider
 from agents.models import Agent
@@ -32,6 +31,7 @@ from conversations.clm.protocol import (
     error_frame,
     parse_ws_payload,
 )
+from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
 from conversations.stores import (
@@ -47,12 +47,6 @@ from voiceapp import drain, metrics
 from voiceapp.logs import bind_conversation
 
 log = logging.getLogger(__name__)
-
-#: RFC 6455 / IANA 1013 "Try Again Later": the database is unreachable right now.
-CLOSE_TRY_AGAIN_LATER = 1013
-# The database cannot be reached (down, restarting, connection lost): the client is told
-# `unavailable` and may try again; nothing of the turn is stored.
-DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 class ClmConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ignore[misc]

@@ -33,6 +33,7 @@ from agents.speech.executor import InferencePool, default_pool
 from agents.speech.registry import build_stt, build_tts
 from conversations import warmup
 from conversations.access import may_talk_to
+from conversations.consumers.common import DATABASE_DOWN
 from conversations.models import Channel
 from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
 from conversations.realtime.turns import TurnSettings
@@ -178,7 +179,12 @@ class VoiceConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ign
         if handler is None:
             await self.error("unknown_type", f"unknown message type {message['type']!r}")
             return
-        await handler(message)
+        try:
+            await handler(message)
+        except DATABASE_DOWN as exc:
+            # Opening (or resuming) needs the database; the client may send 'open' again.
+            log.warning("voice %s failed: the database is unavailable (%s)", message["type"], exc)
+            await self.error("unavailable", "the service is unavailable; try again")
 
     async def on_open(self, message: dict[str, Any]) -> None:
         if drain.draining():

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
@@ -510,6 +511,17 @@ async def test_a_database_outage_gives_clean_errors_and_the_session_continues_af
             async with websockets.connect(f"{server.ws_url}/llm/doctor") as fresh:
                 assert json.loads(await fresh.recv())["code"] == "unavailable"
                 assert await close_code(fresh) == 1013
+            # The page's text chat: the same.
+            page = {"origin": server.http_url}  # browser sockets must come from the site
+            async with websockets.connect(f"{server.ws_url}/agents/doctor/chat", **page) as chat:
+                assert json.loads(await chat.recv())["code"] == "unavailable"
+                assert await close_code(chat) == 1013
+            # The audio socket stays open; 'open' gets the error and may be sent again.
+            voice_url = f"{server.ws_url}/agents/doctor/conversation"
+            async with websockets.connect(voice_url, **page) as voice:
+                await voice.send(msgpack.packb({"type": "open", "format": "pcm_16000"}))
+                frame = msgpack.unpackb(await voice.recv(), raw=False)
+                assert (frame["type"], frame["code"]) == ("error", "unavailable")
         finally:
             services.start_postgres()
         up_at = time.monotonic()
