@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest
@@ -73,3 +75,27 @@ def may_talk_to(agent: Agent, scope: Mapping[str, Any]) -> bool:
     return signed_link_valid(
         agent.slug, query_param(scope, "sig"), max_age=settings.VOICE_LINK_MAX_AGE_SECONDS
     )
+
+
+class _QuietDenier(WebsocketDenier):  # type: ignore[misc]
+    # A refused socket needs no channel: with Redis, Channels' default would open one (and
+    # log a traceback when its blocking read is cut off as the socket closes).
+    channel_layer_alias = None
+
+
+class SiteOriginValidator(OriginValidator):  # type: ignore[misc]
+    """Channels' check that a browser socket comes from this site (one of ALLOWED_HOSTS),
+    refusing the others at the handshake (403) without touching the channel layer."""
+
+    def __init__(self, application: Any) -> None:
+        super().__init__(application, settings.ALLOWED_HOSTS)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        origin = None
+        for name, value in scope.get("headers", []):
+            if name == b"origin":
+                with contextlib.suppress(UnicodeDecodeError):
+                    origin = urlparse(value.decode("latin1"))
+        if self.valid_origin(origin):
+            return await self.application(scope, receive, send)
+        return await _QuietDenier()(scope, receive, send)

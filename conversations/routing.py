@@ -5,9 +5,9 @@ is opened by Hume's servers, which send no browser Origin: it is protected by th
 token instead.
 """
 
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from conversations.access import SiteOriginValidator
 from conversations.consumers.chat import ChatConsumer
 from conversations.consumers.clm import ClmConsumer
 from conversations.consumers.monitor import MonitorConsumer
@@ -16,10 +16,10 @@ from conversations.consumers.voice import VoiceConsumer
 websocket_urlpatterns = [
     path("llm", ClmConsumer.as_asgi()),
     path("llm/<slug:slug>", ClmConsumer.as_asgi()),
-    path("conversation", AllowedHostsOriginValidator(VoiceConsumer.as_asgi())),
-    path("conversation/websocket", AllowedHostsOriginValidator(VoiceConsumer.as_asgi())),
-    path("agents/<slug:slug>/conversation", AllowedHostsOriginValidator(VoiceConsumer.as_asgi())),
-    path("chat", AllowedHostsOriginValidator(ChatConsumer.as_asgi())),
-    path("agents/<slug:slug>/chat", AllowedHostsOriginValidator(ChatConsumer.as_asgi())),
-    path("ws/monitor", AllowedHostsOriginValidator(MonitorConsumer.as_asgi())),
+    path("conversation", SiteOriginValidator(VoiceConsumer.as_asgi())),
+    path("conversation/websocket", SiteOriginValidator(VoiceConsumer.as_asgi())),
+    path("agents/<slug:slug>/conversation", SiteOriginValidator(VoiceConsumer.as_asgi())),
+    path("chat", SiteOriginValidator(ChatConsumer.as_asgi())),
+    path("agents/<slug:slug>/chat", SiteOriginValidator(ChatConsumer.as_asgi())),
+    path("ws/monitor", SiteOriginValidator(MonitorConsumer.as_asgi())),
 ]

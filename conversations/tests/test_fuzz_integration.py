@@ -9,11 +9,11 @@ reply (audio, a state report) is told apart from one that was silently lost.
 
 from __future__ import annotations
 
+import http.client
 import json
-import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -23,14 +23,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from conversations.tests.hume_payloads import payload, sparse_user
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    # The WebSocket client masks each frame with the random module; Hypothesis notices.
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
+]
 
 CLM_LIMIT = 2048  # the server runs with this frame limit, so a probe can be made too large
 VOICE_LIMIT = 4096
-EXAMPLES = 4000  # per socket type; with the HTTP endpoints over 10,000 frames in all
+EXAMPLES = 4000  # per socket type
+HTTP_EXAMPLES = 2000  # requests; 10,000 generated frames and requests in all
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -104,14 +111,27 @@ def _pcm(samples: list[float]) -> bytes:
     return np.asarray(samples, dtype="<f4").tobytes()
 
 
+# What msgpack can carry: integers within 64 bits, and binary as well as text.
+pack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.binary(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 voice_messages = st.one_of(
     st.fixed_dictionaries(
         {"type": st.just("open")},
         optional={
-            "format": st.sampled_from(["pcm_44100", "pcm_16000"]) | json_values,
-            "agent": st.just("fuzz") | json_values,
-            "conversation": st.text(max_size=40) | json_values,
-            "prompt": json_values,
+            "format": st.sampled_from(["pcm_44100", "pcm_16000"]) | pack_values,
+            "agent": st.just("fuzz") | pack_values,
+            "conversation": st.text(max_size=40) | pack_values,
+            "prompt": pack_values,
         },
     ),
     st.fixed_dictionaries(
@@ -119,13 +139,13 @@ voice_messages = st.one_of(
             "type": st.just("audio"),
             "audio": st.lists(st.floats(-1, 1, width=32), max_size=400).map(_pcm)
             | st.binary(max_size=400)
-            | json_values,
+            | pack_values,
         }
     ),
-    st.fixed_dictionaries({"type": st.just("state"), "state": st.just("waiting") | json_values}),
-    st.fixed_dictionaries({"type": st.just("played"), "token": json_values, "ms": json_values}),
-    st.dictionaries(st.text(max_size=10), json_values, max_size=4),
-    json_values,
+    st.fixed_dictionaries({"type": st.just("state"), "state": st.just("waiting") | pack_values}),
+    st.fixed_dictionaries({"type": st.just("played"), "token": pack_values, "ms": pack_values}),
+    st.dictionaries(st.text(max_size=10), pack_values, max_size=4),
+    pack_values,
 )
 voice_frames = st.one_of(
     voice_messages.map(lambda m: ("bytes", msgpack.packb(m, use_bin_type=True))),
@@ -150,7 +170,6 @@ def fuzz_server(make_agent, start_server) -> Iterator[Any]:
     )
     yield server
     log = server.log()
-    (Path(os.environ.get("FUZZ_LOG_DIR", "/tmp")) / "fuzz-server.log").write_text(log)
     assert "Traceback" not in log, log[-4000:]
     assert not re.search(r"\bERROR\b", log), log[-4000:]
 
@@ -158,8 +177,14 @@ def fuzz_server(make_agent, start_server) -> Iterator[Any]:
 class Reconnecting:
     """A socket that is opened again whenever the server closes it (as documented)."""
 
-    def __init__(self, url: str, on_open: Callable[[ClientConnection], None] | None = None):
+    def __init__(
+        self,
+        url: str,
+        on_open: Callable[[ClientConnection], None] | None = None,
+        origin: str | None = None,
+    ):
         self.url = url
+        self.origin = origin
         self.on_open = on_open
         self.socket: ClientConnection | None = None
         self.reconnects = 0
@@ -167,7 +192,12 @@ class Reconnecting:
     def get(self) -> ClientConnection:
         if self.socket is None:
             # Closed explicitly in drop() or at the end of the test.
-            self.socket = connect(self.url, max_size=None, open_timeout=10).__enter__()
+            self.socket = connect(
+                self.url,
+                max_size=None,
+                open_timeout=10,
+                origin=None if self.origin is None else Origin(self.origin),
+            ).__enter__()
             if self.on_open is not None:
                 self.on_open(self.socket)
         return self.socket
@@ -263,7 +293,10 @@ def test_generated_audio_socket_frames_get_documented_answers(fuzz_server) -> No
     def open_session(socket: ClientConnection) -> None:
         socket.send(msgpack.packb({"type": "open", "format": "pcm_16000"}))
 
-    voice = Reconnecting(f"{fuzz_server.ws_url}/agents/fuzz/conversation", open_session)
+    # The audio socket is for the site's own pages: it must come with their Origin.
+    voice = Reconnecting(
+        f"{fuzz_server.ws_url}/agents/fuzz/conversation", open_session, fuzz_server.http_url
+    )
     counter = iter(range(10**9))
     codes: set[str] = set()
 
@@ -298,9 +331,139 @@ def test_generated_audio_socket_frames_get_documented_answers(fuzz_server) -> No
     check()
     assert {"bad_frame", "unknown_type", "frame_too_large"} <= codes
     # Still serving: a new session opens and is greeted with speech.
-    with connect(f"{fuzz_server.ws_url}/agents/fuzz/conversation", max_size=None) as socket:
+    with connect(
+        f"{fuzz_server.ws_url}/agents/fuzz/conversation",
+        max_size=None,
+        origin=Origin(fuzz_server.http_url),
+    ) as socket:
         open_session(socket)
         kinds: list[str] = []
         while "audio" not in kinds:
             kinds.append(msgpack.unpackb(socket.recv(timeout=60), raw=False)["type"])
         assert kinds[0] == "token"
+
+
+# --- HTTP endpoints ----------------------------------------------------------------------
+
+HTTP_TARGETS = [
+    "/processText/",
+    "/processText",
+    "/processAudioFile/",
+    "/queryAssistant/",
+    "/queryAssistant",
+    "/clearCache/",
+    "/llm/fuzz/chat/completions",
+    "/llm/chat/completions",
+    "/api/agents/",
+    "/api/conversations/",
+    "/api/documents/",
+]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=fuzzboundary",
+    "multipart/form-data",
+    "",
+]
+text_values = st.one_of(json_values, st.text(max_size=20), st.just(""), st.just("a\x00b"))
+json_bodies = st.one_of(
+    st.fixed_dictionaries({}, optional={"text": text_values}),
+    st.fixed_dictionaries({}, optional={"prompt": text_values, "address": text_values}),
+    st.fixed_dictionaries({"messages": st.lists(json_values, max_size=3) | json_values}),
+    json_values,
+).map(lambda v: json.dumps(v).encode())
+
+
+def _multipart(parts: list[tuple[str, str, bytes]]) -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += b"--fuzzboundary\r\nContent-Disposition: " + disposition.encode()
+        out += b"\r\n\r\n" + data + b"\r\n"
+    return out + b"--fuzzboundary--\r\n"
+
+
+multipart_bodies = st.lists(
+    st.tuples(
+        st.sampled_from(["file", "sample_rate", "title", "agents", "x"]) | st.text(max_size=8),
+        st.sampled_from(["", "a.wav", "../../etc/passwd", "x.mp3"]) | st.text(max_size=12),
+        st.binary(max_size=300) | st.sampled_from([b"16000", b"0", b"-5", b"abc", b"99999999"]),
+    ).filter(
+        lambda p: '"' not in p[0] + p[1] and "\r" not in p[0] + p[1] and "\n" not in p[0] + p[1]
+    ),
+    max_size=3,
+).map(_multipart)
+requests = st.tuples(
+    st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE"]),
+    st.sampled_from(HTTP_TARGETS),
+    st.dictionaries(
+        st.sampled_from(["text", "agent", "format", "sample_rate", "custom_session_id", "page"]),
+        st.text(max_size=12),
+        max_size=2,
+    ),
+    st.sampled_from(CONTENT_TYPES),
+    st.one_of(json_bodies, multipart_bodies, st.binary(max_size=400), st.just(b"")),
+)
+
+
+def test_generated_http_requests_get_documented_answers(fuzz_server) -> None:
+    statuses: dict[int, int] = {}
+
+    @settings(
+        max_examples=HTTP_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(request=requests)
+    def check(request: tuple[str, str, dict[str, str], str, bytes]) -> None:
+        method, path, query, content_type, body = request
+        status, headers, data = _http(fuzz_server.port, method, path, query, content_type, body)
+        statuses[status] = statuses.get(status, 0) + 1
+        assert status < 500, (status, data[:500])
+        if status >= 400 and headers.get("content-type", "").startswith("application/json"):
+            error = json.loads(data)["error"]
+            assert isinstance(error["code"], str)
+            assert isinstance(error["message"], str)
+        elif status >= 400:  # only Django's bare 405 for a method a view does not take
+            assert (status, data) == (405, b""), (status, headers, data[:300])
+
+    check()
+    assert {400, 401, 405} <= set(statuses)
+    # Still serving: a valid request of each kind is answered.
+    status, headers, data = _http(
+        fuzz_server.port,
+        "POST",
+        "/queryAssistant/",
+        {},
+        "application/json",
+        json.dumps({"prompt": "I am unhappy.", "address": "after-fuzz"}).encode(),
+    )
+    assert status == 200
+    assert json.loads(data)["content"]
+    status, headers, data = _http(
+        fuzz_server.port,
+        "POST",
+        "/processText/",
+        {"format": "wav"},
+        "application/json",
+        json.dumps({"text": "Hello there."}).encode(),
+    )
+    assert (status, headers["content-type"], data[:4]) == (200, "audio/wav", b"RIFF")
+
+
+def _http(
+    port: int, method: str, path: str, query: dict[str, str], content_type: str, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        target = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        connection.close()
