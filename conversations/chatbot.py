@@ -90,8 +90,8 @@ Access: as on the old server, public agents are open to anyone. Other agents nee
 signed-in user (session) or ``Authorization: Token <key>`` (REST framework tokens). No
 CSRF token is asked for: programs call these. A session counts only when the request does
 not come from another site's page (its ``Origin`` is this site, one of
-``CSRF_TRUSTED_ORIGINS``, or absent); from elsewhere the caller is anonymous. Requests are throttled per client address
-(REST framework's ``chatbot`` rate, through the Django cache).
+``CSRF_TRUSTED_ORIGINS``, or absent); from elsewhere the caller is anonymous. Requests are
+throttled per client address (REST framework's ``chatbot`` rate, through the Django cache).
 """
 
 from __future__ import annotations

@@ -258,6 +258,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 request_body={"required": True, "content": _json(_ref("ChatbotQuery"))},
                 ok={"description": "The answer.", "content": _json(_ref("ChatbotAnswer"))},
                 errors=_errors(
+                    ("403", "The address's conversation belongs to another signed-in user."),
                     ("502", "The language model failed; content is the fallback line."),
                     ("503", "The agent's language model is misconfigured."),
                 ),
