@@ -42,6 +42,8 @@ _SECRETS = [
     ),
     # Provider keys that turn up in exception messages (OpenAI: sk-…).
     re.compile(r"(\bsk-)[A-Za-z0-9_-]{8,}"),
+    # Session and CSRF cookies, should a request's headers ever be logged
+    re.compile(r"(?i)(\b(?:sessionid|csrftoken|csrfmiddlewaretoken)=)[^;\s\"',&]+"),
 ]
 
 

@@ -31,7 +31,7 @@ from conversations.clm.protocol import (
     error_frame,
     parse_ws_payload,
 )
-from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN
+from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, LeavesDrainRegistry
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
 from conversations.stores import (
@@ -49,14 +49,13 @@ from voiceapp.logs import bind_conversation
 log = logging.getLogger(__name__)
 
 
-class ClmConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ignore[misc]
+class ClmConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
     metrics_socket = "clm"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).
     channel_layer_alias = None
     agent: Agent
     provider: LLMProvider
-    live_socket: drain.LiveSocket | None = None
 
     async def connect(self) -> None:
         self.reply_task: asyncio.Task[None] | None = None

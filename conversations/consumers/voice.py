@@ -33,7 +33,7 @@ from agents.speech.executor import InferencePool, default_pool
 from agents.speech.registry import build_stt, build_tts
 from conversations import warmup
 from conversations.access import may_talk_to
-from conversations.consumers.common import DATABASE_DOWN
+from conversations.consumers.common import DATABASE_DOWN, LeavesDrainRegistry
 from conversations.models import Channel
 from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
 from conversations.realtime.turns import TurnSettings
@@ -76,14 +76,13 @@ def vad_pool() -> InferencePool:
     return _vad_pool
 
 
-class VoiceConsumer(metrics.CountedSocket, AsyncWebsocketConsumer):  # type: ignore[misc]
+class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
     metrics_socket = "voice"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).
     channel_layer_alias = None
     session: VoiceSession | None = None
     live_id = ""
-    live_socket: drain.LiveSocket | None = None
 
     async def connect(self) -> None:
         self.session = None

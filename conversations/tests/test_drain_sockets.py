@@ -145,3 +145,29 @@ async def test_a_voice_greeting_being_spoken_ends_whole_then_the_socket_closes(
     )()
     assert turns == [("assistant", spoken, False)]
     assert spoken == "Hello. What would you like to talk about today."  # ELIZA's, whole
+
+
+async def test_a_socket_whose_connect_fails_after_registering_still_leaves_the_registry(
+    registry: drain.Registry,
+) -> None:
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    from conversations.consumers.common import LeavesDrainRegistry
+
+    class Vanishing(LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
+        channel_layer_alias = None
+
+        async def connect(self) -> None:
+            await self.accept()
+            self.live_socket = drain.register(self.close)
+            # The client went away while the socket was still being set up: Channels never
+            # calls disconnect() for it.
+            raise ConnectionResetError("client went away")
+
+    communicator = WebsocketCommunicator(Vanishing.as_asgi(), "/x")
+    connected, _ = await communicator.connect()
+    assert connected
+    with pytest.raises(ConnectionResetError):
+        await communicator.wait()
+    assert len(registry) == 0
+    await asyncio.wait_for(registry.wait_closed(), timeout=1)  # a drain would not wait

@@ -140,6 +140,10 @@ def test_an_exception_is_one_json_line_with_its_traceback(json_log) -> None:
         ("Token 0123456789abcdef0123456789abcdef01234567", "Token ***"),
         ("{'api_key': 'sk-live-1', 'model': 'm'}", "{'api_key': '***', 'model': 'm'}"),
         ("Incorrect API key provided: sk-proj-AbC123dEf456", "Incorrect API key provided: sk-***"),
+        (
+            "Cookie: csrftoken=AbC1; sessionid=q9x8w7",
+            "Cookie: csrftoken=***; sessionid=***",
+        ),
         ("missing or wrong token", "missing or wrong token"),
         ("monkey=banana keyboard=1", "monkey=banana keyboard=1"),
     ],
