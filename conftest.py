@@ -24,6 +24,25 @@ ROOT = Path(__file__).resolve().parent
 _counter = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _eager_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run Celery tasks in-process, as the embedded profile does, unless a real worker is used.
+
+    The second stage of ``make test`` sets REDIS_URL, which makes Celery send tasks to
+    Redis; only the integration tests have a worker there to run them.
+    """
+    from voiceapp.celery import app
+
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
 @pytest.fixture
 def make_agent(db: None) -> Callable[..., Agent]:
     def make(**fields: Any) -> Agent:

@@ -59,8 +59,13 @@ class Services:
         self._run("pg_stop")
 
     def start_postgres(self) -> None:
-        """Start it again on the same port; returns once it accepts connections."""
+        """Start it again on the same port; returns once it accepts connections.
+
+        This process's own database connections died with the server: they are dropped
+        (Django opens new ones when next needed), so later tests do not inherit them.
+        """
         self._run("pg_start")
+        _drop_stale_connections()
 
     def stop_redis(self) -> None:
         """``SHUTDOWN NOSAVE``: everything in it (channel groups, queued tasks) is gone."""
@@ -104,3 +109,20 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _close_unusable() -> None:
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+
+
+def _drop_stale_connections() -> None:
+    """Close dead connections in this thread and in asgiref's thread for sync code, where
+    ``sync_to_async`` (and Channels' ``database_sync_to_async``) keep theirs."""
+    from asgiref.sync import SyncToAsync
+
+    _close_unusable()
+    SyncToAsync.single_thread_executor.submit(_close_unusable).result(timeout=10)

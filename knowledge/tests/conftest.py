@@ -122,25 +122,6 @@ def _media_root(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -
             path.rmdir()
 
 
-@pytest.fixture(autouse=True)
-def _eager_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Run tasks in-process, as the embedded profile does, unless a real worker is used.
-
-    The second stage of ``make test`` sets REDIS_URL, which makes Celery send tasks to
-    Redis; only the integration tests have a worker there to run them.
-    """
-    from voiceapp.celery import app
-
-    if request.node.get_closest_marker("integration"):
-        yield
-        return
-    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
-
-
 @pytest.fixture
 def add_document(
     django_capture_on_commit_callbacks: Any,
