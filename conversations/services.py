@@ -157,6 +157,19 @@ def turn_record(
     return turn
 
 
+def turn_cut(*, conversation_id: str, index: int, heard_text: str) -> None:
+    """An assistant turn the listener cut short: heard only as far as ``heard_text``.
+
+    Playback is only known to have stopped after the reply was stored (a barge-in during
+    its audio, or the client's last playback report), so this amends the stored row.
+    """
+    updated = Turn.objects.filter(
+        conversation_id=conversation_id, index=index, role=Role.ASSISTANT
+    ).update(interrupted=True, heard_text=heard_text)
+    if updated != 1:
+        raise Turn.DoesNotExist(f"no assistant turn {index} in conversation {conversation_id}")
+
+
 def turn_label(*, turn: Turn, label: TurnLabel | str, note: str, user: User | None) -> Turn:
     """An operator's review of ``turn``: a label (or "" to clear it) and a note.
 

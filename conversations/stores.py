@@ -29,7 +29,12 @@ from agents.selectors import agent_llm_config
 from conversations.events import MONITOR_GROUP
 from conversations.models import Channel, Conversation, Role, Turn, TurnStatus
 from conversations.replies import Answer
-from conversations.services import conversation_get_or_start, conversation_start, turn_event
+from conversations.services import (
+    conversation_get_or_start,
+    conversation_start,
+    turn_cut,
+    turn_event,
+)
 from knowledge.selectors import knowledge_search, vector_store_id_for
 from voiceapp import metrics
 
@@ -184,6 +189,7 @@ class Exchange:
     timings: dict[str, int | None] = field(default_factory=dict)  # the reply's, by field
     user_audio: ContentFile[bytes] | None = None
     reply_audio: ContentFile[bytes] | None = None
+    reply_index: int | None = None  # set once stored: the reply's turn index
 
 
 def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
@@ -245,6 +251,7 @@ def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
             )
             _attach_audio(turn, exchange.reply_audio)
             turns.append(turn)
+            exchange.reply_index = index
             next_index[conversation_id] = index + 1
         Turn.objects.bulk_create(turns)
         _save_states(states)
@@ -286,6 +293,7 @@ def _save_states(states: dict[str, LiveConversation]) -> None:
 
 
 _write = database_sync_to_async(_write_exchanges)
+turn_cut_in_db = database_sync_to_async(turn_cut)
 
 
 class ExchangeWriter:

@@ -14,6 +14,7 @@ from conversations.stores import (
     LiveConversation,
     UserTurn,
     prepare_turn,
+    turn_cut_in_db,
     write_exchange,
 )
 from voiceapp.metrics import voice_turn
@@ -46,7 +47,8 @@ class VoiceTurnStore:
 
     async def record(
         self, *, user: Utterance | None, reply: SpokenReply, metrics: TurnMetrics
-    ) -> None:
+    ) -> int | None:
+        """Store the exchange; returns the reply's turn index (the reference ``cut`` takes)."""
         # Observed whether or not the write succeeds: the caller heard this latency.
         voice_turn(
             stt_ms=metrics.stt_ms,
@@ -66,17 +68,23 @@ class VoiceTurnStore:
         reply_audio = (
             wav_file(bytes(reply.audio), reply.sample_rate, "reply.wav") if reply.audio else None
         )
-        await write_exchange(
-            Exchange(
-                live=self.live,
-                user=user_turn,
-                answer=reply.answer,
-                timings={
-                    "tts_first_audio_ms": metrics.tts_first_audio_ms,
-                    "voice_to_voice_ms": metrics.voice_to_voice_ms,
-                },
-                user_audio=user_audio,
-                reply_audio=reply_audio,
-                knowledge_refs=reply.knowledge_refs,
-            )
+        exchange = Exchange(
+            live=self.live,
+            user=user_turn,
+            answer=reply.answer,
+            timings={
+                "tts_first_audio_ms": metrics.tts_first_audio_ms,
+                "voice_to_voice_ms": metrics.voice_to_voice_ms,
+            },
+            user_audio=user_audio,
+            reply_audio=reply_audio,
+            knowledge_refs=reply.knowledge_refs,
+        )
+        await write_exchange(exchange)
+        return exchange.reply_index
+
+    async def cut(self, stored: object, *, heard_text: str) -> None:
+        assert isinstance(stored, int)
+        await turn_cut_in_db(
+            conversation_id=self.live.conversation_id, index=stored, heard_text=heard_text
         )

@@ -195,6 +195,10 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
         if output_format not in OUTPUT_FORMATS:
             await self.error("bad_format", f"format must be one of: {', '.join(OUTPUT_FORMATS)}")
             return
+        reports_played = message.get("reports_played", False)
+        if not isinstance(reports_played, bool):
+            await self.error("bad_frame", "'reports_played' must be true or false")
+            return
         slug = self.scope["url_route"]["kwargs"].get("slug") or message.get("agent") or None
         if slug is not None and not isinstance(slug, str):
             await self.error("bad_frame", "'agent' must be a slug")
@@ -220,7 +224,9 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
                 agent, Channel.WEB_VOICE, wanted, self.scope.get("user")
             )
         try:
-            self.session = await self._build_session(agent, OUTPUT_FORMATS[output_format], resumed)
+            self.session = await self._build_session(
+                agent, OUTPUT_FORMATS[output_format], resumed, reports_played=reports_played
+            )
         except SpeechError as exc:
             log.error("voice session could not start: %s", exc)
             await self.send_from_session(speech_error_frame(exc))
@@ -282,6 +288,8 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
         agent: Agent,
         output_rate: int,
         resumed: tuple[LiveConversation, list[ChatMessage]] | None,
+        *,
+        reports_played: bool,
     ) -> VoiceSession:
         device = warmup.speech_device()
         stt, tts = await asyncio.to_thread(
@@ -336,4 +344,5 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
             speak_greeting=resumed is None,
             history=history,
             store_audio=settings.VOICE_STORE_AUDIO,
+            reports_played=reports_played,
         )

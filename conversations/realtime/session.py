@@ -20,7 +20,8 @@ The stages, and the task that owns each:
 Barge-in: voiced speech (past the minimum) while the agent is speaking cancels the reply
 (LLM and TTS) at once, sends ``interrupt`` with a new token, and records the turn as
 interrupted with the text the listener actually heard, estimated from the client's
-``played`` reports (or from elapsed time when a client sends none). The model's history
+``played`` reports (or from elapsed time when a client has not declared that it sends
+them: ``reports_played`` in ``open``). The model's history
 keeps only what was heard.
 """
 
@@ -153,7 +154,14 @@ class VoiceStore(Protocol):
 
     async def record(
         self, *, user: Utterance | None, reply: SpokenReply, metrics: TurnMetrics
-    ) -> None: ...
+    ) -> object:
+        """Store one exchange; returns a reference to the stored reply, for :meth:`cut`."""
+        ...
+
+    async def cut(self, stored: object, *, heard_text: str) -> None:
+        """Mark a stored reply as interrupted, heard only as far as ``heard_text``: a barge-in
+        came while its audio was still playing, or a later playback report moved the cut."""
+        ...
 
 
 @dataclass
@@ -170,6 +178,12 @@ class _Reply:
     clauses: list[_Clause] = field(default_factory=list)
     first_audio_at: float | None = None
     sent_ms: float = 0.0
+    stored: object = None  # the store's reference, once recorded
+    cut: bool = False  # interrupted by the listener, during generation or playback
+    stored_cut: bool = False  # the stored turn says so
+    heard: str = ""  # the heard text as stored and in the history
+    history_at: int = 0  # where its assistant message stands (or would) in the history
+    message: ChatMessage | None = None  # that message, when anything was heard
 
 
 class _Sink:
@@ -248,6 +262,7 @@ class VoiceSession:
         vad: SileroVAD | None = None,
         clock: Callable[[], float] = time.monotonic,
         retrieve: Retrieve | None = None,
+        reports_played: bool = False,
     ) -> None:
         self._send = send
         self._stt = stt
@@ -265,6 +280,7 @@ class VoiceSession:
         self._store_audio = store_audio
         self._clock = clock
         self._retrieve = retrieve
+        self._reports_played = reports_played
         self.token = new_token()
         self.history: list[ChatMessage] = list(history or [])
         self._utterances: asyncio.Queue[tuple[TurnEnded, float]] = asyncio.Queue()
@@ -277,6 +293,7 @@ class VoiceSession:
         self._received: deque[tuple[int, float]] = deque(maxlen=512)  # (window end ms, t)
         self._played: dict[str, float] = {}
         self._client_idle = True
+        self._amending: set[asyncio.Task[None]] = set()
         self.speculative_stats = {"started": 0, "used": 0, "discarded": 0}
 
     # --- the socket's calls -------------------------------------------------------------
@@ -305,8 +322,15 @@ class VoiceSession:
         self._client_idle = True
 
     def played(self, token: str, ms: float) -> None:
-        """The client has played ``ms`` of the audio sent with ``token`` (cumulative)."""
+        """The client has played ``ms`` of the audio sent with ``token`` (cumulative).
+
+        A client reports once more right after an ``interrupt``, with exactly what it
+        played of the cut reply; that moves the stored heard text to match.
+        """
         self._played[token] = max(ms, self._played.get(token, 0.0))
+        reply = self._reply
+        if reply is not None and reply.cut and reply.token == token:
+            self._amend_later(reply)
 
     async def close(self) -> None:
         """Stop everything; a reply in flight is stored as interrupted."""
@@ -322,6 +346,9 @@ class VoiceSession:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Amendments of stored turns are short writes: let them finish.
+        if self._amending:
+            await asyncio.wait(self._amending)
 
     @property
     def agent_speaking(self) -> bool:
@@ -624,8 +651,12 @@ class VoiceSession:
                 await tts
             if not sink.committed.is_set():
                 raise  # a discarded guess: nothing was said, nothing is kept
+            reply.cut = reply.stored_cut = True
             self._finish(reply, user, answer, metrics, sink, first_audio_made, ready)
-            await asyncio.shield(self._store.record(user=user, reply=spoken, metrics=metrics))
+            reply.stored = await asyncio.shield(
+                self._store.record(user=user, reply=spoken, metrics=metrics)
+            )
+            self._amend_later(reply)  # a report that came while it was being stored
             raise
         except SpeechError as exc:
             log.warning("text-to-speech failed: %s", exc)
@@ -643,7 +674,9 @@ class VoiceSession:
                     0, round((speculation.transcribed_at - speculation.committed_at) * 1000)
                 )
         self._finish(reply, user, answer, metrics, sink, first_audio_made, ready, voiced_at)
-        await asyncio.shield(self._store.record(user=user, reply=spoken, metrics=metrics))
+        reply.stored = await asyncio.shield(
+            self._store.record(user=user, reply=spoken, metrics=metrics)
+        )
         await self._send(metrics.as_frame())
 
     def _finish(
@@ -662,8 +695,11 @@ class VoiceSession:
         answer.sent = [heard] if heard else []
         if user is not None:
             self.history.append(ChatMessage(role="user", content=user.text))
+        reply.heard = heard
+        reply.history_at = len(self.history)
         if heard:
-            self.history.append(ChatMessage(role="assistant", content=heard))
+            reply.message = ChatMessage(role="assistant", content=heard)
+            self.history.append(reply.message)
         if first_audio_made is not None:
             metrics.tts_first_audio_ms = max(0, round((first_audio_made - ready) * 1000))
         if sink.first_audio_at is not None and voiced_at is not None:
@@ -701,11 +737,51 @@ class VoiceSession:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        elif self._reply is not None and self._reply.stored is not None:
+            # Generated and stored whole, but the listener cut its playback short.
+            self._reply.cut = True
+            self._amend_later(self._reply)
+
+    def _amend_later(self, reply: _Reply) -> None:
+        """Bring a cut reply's stored heard text and history entry in line with what the
+        listener heard, in a task of this session's (awaited on close), off the caller's
+        path: barge-in runs on the audio path."""
+        if reply.stored is None:
+            return  # still being stored: its own record takes the latest figures
+        heard = self._heard_text(reply)
+        if reply.stored_cut and heard == reply.heard:
+            return
+        reply.stored_cut = True
+        self._set_heard(reply, heard)
+        task = asyncio.create_task(self._store.cut(reply.stored, heard_text=heard))
+        self._amending.add(task)
+        task.add_done_callback(self._amended)
+
+    def _amended(self, task: asyncio.Task[None]) -> None:
+        self._amending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a cut reply's heard text could not be stored", exc_info=task.exception())
+
+    def _set_heard(self, reply: _Reply, heard: str) -> None:
+        """Put ``heard`` in the history where the reply's message stands (or would)."""
+        reply.heard = heard
+        at = next((i for i, m in enumerate(self.history) if m is reply.message), None)
+        message = ChatMessage(role="assistant", content=heard) if heard else None
+        if at is None:
+            if message is not None:
+                self.history.insert(min(reply.history_at, len(self.history)), message)
+        elif message is not None:
+            self.history[at] = message
+        else:
+            del self.history[at]
+        reply.message = message
 
     def _heard_ms(self, reply: _Reply) -> float:
         if reply.token in self._played:
             return min(self._played[reply.token], reply.sent_ms)
-        if reply.first_audio_at is None:
+        if self._reports_played or reply.first_audio_at is None:
+            # A reporting client has not played any of it yet: its playback may start well
+            # after the first frame left (a busy machine, the audio output's start-up).
             return 0.0
         # No playback reports (a plain Echo client): audio plays in real time from its start.
         return min((self._clock() - reply.first_audio_at) * 1000, reply.sent_ms)

@@ -276,7 +276,7 @@ def test_a_call_hears_the_user_answers_and_plays_the_answer(
     # What the page sent: open, 100 ms Float32 chunks, played reports, and state waiting
     # only once the answer had been played through.
     sent = [f.message for f in tap.frames if f.direction == "sent"]
-    assert sent[0] == {"type": "open", "format": "pcm_44100"}
+    assert sent[0] == {"type": "open", "format": "pcm_44100", "reports_played": True}
     chunks = [m["audio"] for m in sent if m["type"] == "audio"]
     assert len(chunks) >= 30
     assert {len(c) for c in chunks} == {1600 * 4}
@@ -333,8 +333,13 @@ def test_a_dropped_call_reconnects_and_resumes_the_conversation(
     expect(page.locator("#call-button")).to_have_attribute("data-state", "live", timeout=30_000)
     opens = tap.of("sent", "open")
     assert opens == [
-        {"type": "open", "format": "pcm_44100"},
-        {"type": "open", "format": "pcm_44100", "conversation": session["conversation"]},
+        {"type": "open", "format": "pcm_44100", "reports_played": True},
+        {
+            "type": "open",
+            "format": "pcm_44100",
+            "reports_played": True,
+            "conversation": session["conversation"],
+        },
     ]
     assert [s["resumed"] for s in tap.of("received", "session")] == [False, True]
     assert len({s["conversation"] for s in tap.of("received", "session")}) == 1

@@ -10,8 +10,10 @@ from asgiref.sync import sync_to_async
 
 from conversations import stores
 from conversations.models import Channel, Turn
+from conversations.realtime.session import SpokenReply, TurnMetrics, Utterance
 from conversations.replies import Answer
 from conversations.stores import UserTurn, open_conversation, record_exchange
+from conversations.voice_store import VoiceTurnStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,3 +54,29 @@ async def test_a_hanging_channel_layer_delays_no_reply_and_loses_no_turn(
     assert [r.getMessage() for r in failures] == [
         "telling monitors about 2 stored turns failed"
     ] * 2
+
+
+async def test_a_voice_reply_cut_after_it_was_stored_is_amended_in_place(make_agent) -> None:
+    agent = await sync_to_async(make_agent)()
+    live = await open_conversation(agent, Channel.WEB_VOICE, None, None)
+    store = VoiceTurnStore(live)
+    greeting = SpokenReply(answer=Answer(generated=["Hello there."], sent=["Hello there."]))
+    answer = SpokenReply(answer=Answer(generated=["One. Two."], sent=["One. Two."]))
+    first = await store.record(user=None, reply=greeting, metrics=TurnMetrics())
+    second = await store.record(user=Utterance(text="Hi."), reply=answer, metrics=TurnMetrics())
+    assert (first, second) == (0, 2)
+
+    await store.cut(second, heard_text="One.")
+
+    rows = await sync_to_async(
+        lambda: list(
+            Turn.objects.order_by("index").values_list("text", "heard_text", "interrupted")
+        )
+    )()
+    assert rows == [
+        ("Hello there.", "Hello there.", False),
+        ("Hi.", "Hi.", False),
+        ("One. Two.", "One.", True),
+    ]
+    with pytest.raises(Turn.DoesNotExist):
+        await store.cut(1, heard_text="")  # the user's turn: not a reply

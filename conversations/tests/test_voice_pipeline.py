@@ -102,11 +102,17 @@ class FakeLLM(LLMProvider):
 class MemoryStore:
     def __init__(self) -> None:
         self.turns: list[tuple[Utterance | None, SpokenReply, TurnMetrics]] = []
+        self.cuts: list[tuple[int, str]] = []  # (index into turns, heard text)
 
     async def record(
         self, *, user: Utterance | None, reply: SpokenReply, metrics: TurnMetrics
-    ) -> None:
+    ) -> int:
         self.turns.append((user, reply, metrics))
+        return len(self.turns) - 1
+
+    async def cut(self, stored: object, *, heard_text: str) -> None:
+        assert isinstance(stored, int)
+        self.cuts.append((stored, heard_text))
 
 
 class Clock:
@@ -132,7 +138,7 @@ def rig() -> Any:
     async def send(message: dict[str, Any]) -> None:
         r.sent.append(message)
 
-    def make(greeting: str = "", **settings: Any) -> VoiceSession:
+    def make(greeting: str = "", reports_played: bool = False, **settings: Any) -> VoiceSession:
         return VoiceSession(
             send=send,
             stt=r.stt,
@@ -150,6 +156,7 @@ def rig() -> Any:
             vad=r.vad,
             clock=r.clock,
             greeting=greeting,
+            reports_played=reports_played,
         )
 
     r.make = make
@@ -345,6 +352,75 @@ async def test_a_client_without_playback_reports_is_estimated_from_elapsed_time(
     await settle(session)
     await session.close()
     assert rig.store.turns[0][1].answer.heard_text == "A" * 50 + "."
+
+
+async def test_a_reporting_client_has_heard_nothing_before_its_first_report(rig) -> None:
+    # However long ago the first frame left, a client that said it reports playback and
+    # has not reported yet may not have started playing (a busy machine, audio start-up).
+    rig.stt.texts = ["go on", "wait"]
+    rig.llm.replies = [["A" * 50 + ". ", "B" * 50 + "."], ["Yes."]]
+    rig.llm.gate.clear()
+    session = rig.make(reports_played=True)
+    await session.open()
+    await speak(session, rig, "####......")
+    for _ in range(50):
+        await asyncio.sleep(0)
+    rig.clock.now += 10.0
+    await speak(session, rig, "####")
+    rig.llm.gate.set()
+    await speak(session, rig, "......")
+    await settle(session)
+    await session.close()
+    reply = rig.store.turns[0][1]
+    assert (reply.answer.cancelled, reply.answer.heard_text) == (True, "")
+    assert [(m.role, m.content) for m in rig.llm.requests[1].messages] == [
+        ("user", "go on"),
+        ("user", "wait"),
+    ]
+
+
+async def test_a_barge_in_during_playback_cuts_the_stored_reply_and_the_history(rig) -> None:
+    # The reply was generated, sent and stored whole; the listener talks over its audio.
+    rig.stt.texts = ["go on", "wait", "why"]
+    rig.llm.replies = [["A" * 50 + ". ", "B" * 50 + "."], ["Yes."], ["Because."]]
+    session = rig.make(reports_played=True)
+    await session.open()
+    await speak(session, rig, "####......")
+    await settle(session)
+    token = rig.sent[0]["token"]
+    assert rig.store.turns[0][1].answer.cancelled is False
+    session.played(token, 10.0 * 51)  # the first clause, exactly
+    await speak(session, rig, "####")  # barge-in while the second clause plays
+    assert [m["type"] for m in rig.sent].count("interrupt") == 1
+    await speak(session, rig, "......")
+    await settle(session)
+    assert rig.store.cuts == [(0, "A" * 50 + ".")]
+    assert [(m.role, m.content) for m in rig.llm.requests[1].messages] == [
+        ("user", "go on"),
+        ("assistant", "A" * 50 + "."),
+        ("user", "wait"),
+    ]
+    await session.close()
+
+
+async def test_the_clients_last_report_moves_the_cut_after_it_was_stored(rig) -> None:
+    # At the interrupt the server knows only the last periodic report; the client's report
+    # right after it says exactly how far it played, and the record follows.
+    rig.stt.texts = ["go on", "wait"]
+    rig.llm.replies = [["A" * 50 + ". ", "B" * 50 + "."], ["Yes."]]
+    session = rig.make(reports_played=True)
+    await session.open()
+    await speak(session, rig, "####......")
+    await settle(session)
+    token = rig.sent[0]["token"]
+    session.played(token, 100.0)  # 10 characters' worth: not a whole word yet
+    await speak(session, rig, "####")
+    session.played(token, 10.0 * 51 + 10.0 * 25)  # the client's report after `interrupt`
+    await speak(session, rig, "......")
+    await settle(session)
+    await session.close()
+    assert rig.store.cuts == [(0, ""), (0, "A" * 50 + ".")]
+    assert rig.llm.requests[1].messages[1].content == "A" * 50 + "."
 
 
 class StatefulLLM(FakeLLM):

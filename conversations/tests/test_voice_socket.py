@@ -230,6 +230,7 @@ async def test_bad_frames_get_error_frames_and_the_session_continues(
         (msgpack.packb([1, 2, 3]), "bad_frame"),
         (msgpack.packb({"type": "dance"}), "unknown_type"),
         (msgpack.packb({"type": "open", "format": "mp3_22050"}), "bad_format"),
+        (msgpack.packb({"type": "open", "reports_played": "yes"}), "bad_frame"),
         (b"\x00" * 5000, "frame_too_large"),
     ]
     for payload, code in cases:

@@ -223,7 +223,9 @@ export class VoiceCall {
   }
 
   sendOpen() {
-    const open = { type: "open", format: OUTPUT_FORMAT };
+    // reports_played: this page reports playback, so the server never guesses it from
+    // elapsed time (it would credit words before any were played).
+    const open = { type: "open", format: OUTPUT_FORMAT, reports_played: true };
     if (this.conversation) open.conversation = this.conversation;
     this.openSent = this.send(open);
   }
@@ -342,12 +344,13 @@ export class VoiceCall {
       this.reported.set(old, heard);
       this.cutPlaying("interrupted");
     }
-    this.token = newToken;
-    this.player?.setToken(newToken);
     // The person is talking: a new turn is on its way, and the server has stopped
-    // counting on our playback, so no `state: waiting` is owed.
+    // counting on our playback, so no `state: waiting` is owed. Settled before the
+    // player drops its queue, because dropping it fires onIdle at once.
     this.turnOpen = true;
     this.needWaiting = false;
+    this.token = newToken;
+    this.player?.setToken(newToken);
   }
 
   /** Mark every agent turn whose audio has not finished playing as cut short. */
