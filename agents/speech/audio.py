@@ -85,13 +85,54 @@ def decode_pcm16(data: bytes, sample_rate: int, *, to_rate: int = STT_SAMPLE_RAT
     return resample(pcm16_bytes_to_float(data), sample_rate, to_rate)
 
 
+#: Containers accepted from outside, and the FFmpeg demuxer that reads each. Each is a
+#: single self-contained file. Nothing here may name another resource: FFmpeg also has
+#: demuxers that open files or URLs listed inside the data (concat, HLS and DASH
+#: playlists, SDP, image sequences), and letting FFmpeg guess from the content would
+#: let an upload pick one of those and make the server read its own files.
+UPLOAD_DEMUXERS = ("wav", "mp3", "aac", "ogg", "flac", "matroska", "mov", "aiff")
+
+# Passed to every open: no protocol for anything nested (the upload itself is read from
+# memory through PyAV's own I/O), no demuxer but the one chosen, no external references
+# in MP4/QuickTime files.
+_LOCKED_DOWN = {"protocol_whitelist": "none", "enable_drefs": "0", "use_absolute_path": "0"}
+
+
+def sniff_container(data: bytes) -> str | None:
+    """The demuxer for ``data`` from its leading signature, or None when it is none of
+    :data:`UPLOAD_DEMUXERS`."""
+    head = data[:12]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska and WebM
+        return "matroska"
+    if head[4:8] == b"ftyp":  # ISO media: MP4, M4A, 3GP, QuickTime
+        return "mov"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:3] == b"ID3":
+        return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF0 == 0xF0 and head[1] & 0x06 == 0:
+        return "aac"  # ADTS: sync word and layer 0
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
+        return "mp3"  # an MPEG audio frame header (layer I-III)
+    return None
+
+
 def decode_audio(
     data: bytes, *, to_rate: int = STT_SAMPLE_RATE, max_seconds: float | None = None
 ) -> FloatAudio:
-    """Decode a container (WAV, MP3, OGG, WebM, FLAC, ...) to float32 mono at ``to_rate``.
+    """Decode an uploaded recording (WAV, MP3, AAC, OGG, WebM/Matroska, MP4/M4A, FLAC,
+    AIFF) to float32 mono at ``to_rate``.
 
-    Uses the first audio stream; channels are averaged. Raises :class:`SpeechError`
-    (kind ``bad_audio``) when the bytes are not decodable audio, and (kind ``too_long``)
+    The container is recognised here from its signature and only its demuxer may run,
+    with no protocols for nested resources (see :data:`UPLOAD_DEMUXERS`). Uses the first
+    audio stream; channels are averaged. Raises :class:`SpeechError` (kind ``bad_audio``)
+    when the bytes are not decodable audio of an accepted kind, and (kind ``too_long``)
     as soon as more than ``max_seconds`` have been decoded: a small, highly compressed
     upload must not expand into gigabytes of samples before anyone looks at its length.
     """
@@ -99,8 +140,15 @@ def decode_audio(
     decoded = 0
     if not data:
         raise _bad_audio("no audio data")
+    demuxer = sniff_container(data)
+    if demuxer is None:
+        raise _bad_audio(
+            "not a recording of an accepted kind (WAV, MP3, AAC, OGG, WebM/Matroska, "
+            "MP4/M4A, FLAC, AIFF)"
+        )
+    options = {**_LOCKED_DOWN, "format_whitelist": demuxer}
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(io.BytesIO(data), mode="r", format=demuxer, options=options) as container:
             if not container.streams.audio:
                 raise _bad_audio("the data has no audio stream")
             stream = container.streams.audio[0]
