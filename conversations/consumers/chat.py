@@ -23,7 +23,7 @@ from agents.llm import ChatMessage, LLMProvider, build_provider
 from agents.models import Agent
 from agents.selectors import AgentNotFound, agent_get_active
 from conversations.access import may_talk_to, query_param
-from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, LeavesDrainRegistry
+from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, ReleasesOnEnd
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
 from conversations.stores import (
@@ -45,7 +45,7 @@ CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_UNKNOWN_AGENT = 4404
 
 
-class ChatConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
+class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer):  # type: ignore[misc]
     metrics_socket = "chat"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).

@@ -31,7 +31,7 @@ from conversations.clm.protocol import (
     error_frame,
     parse_ws_payload,
 )
-from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, LeavesDrainRegistry
+from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, ReleasesOnEnd
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
 from conversations.stores import (
@@ -49,7 +49,7 @@ from voiceapp.logs import bind_conversation
 log = logging.getLogger(__name__)
 
 
-class ClmConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
+class ClmConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer):  # type: ignore[misc]
     metrics_socket = "clm"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).

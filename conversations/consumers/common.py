@@ -15,12 +15,16 @@ CLOSE_TRY_AGAIN_LATER = 1013
 DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
-class LeavesDrainRegistry:
-    """Mixin for a consumer, listed before it: its socket leaves the drain registry when the
-    consumer's application ends, however it ends. Channels calls ``disconnect`` only for a
-    socket that got through ``connect``; one whose client went away mid-connect would
-    otherwise stay registered, and a draining process would wait its whole grace period
-    for it."""
+class ReleasesOnEnd:
+    """Mixin for a consumer, listed before it: :meth:`release` runs when the consumer's
+    application ends, however it ends. Channels calls ``disconnect`` only for a socket
+    that got through ``connect`` and ended normally; a handler that raised, or a client
+    that went away mid-connect, would otherwise keep what the socket holds (its place in
+    the drain registry, per-address session slots, timers) until the process restarts.
+
+    Subclasses extend :meth:`release` (calling ``super()``); it must be idempotent, since
+    ``disconnect`` usually calls it first.
+    """
 
     live_socket: drain.LiveSocket | None = None
 
@@ -28,4 +32,8 @@ class LeavesDrainRegistry:
         try:
             await super().__call__(scope, receive, send)  # type: ignore[misc]
         finally:
-            drain.unregister(self.live_socket)
+            await self.release()
+
+    async def release(self) -> None:
+        drain.unregister(self.live_socket)
+        self.live_socket = None

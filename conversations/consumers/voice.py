@@ -33,7 +33,16 @@ from agents.speech.executor import InferencePool, default_pool
 from agents.speech.registry import build_stt, build_tts
 from conversations import warmup
 from conversations.access import may_talk_to
-from conversations.consumers.common import DATABASE_DOWN, LeavesDrainRegistry
+from conversations.consumers.common import DATABASE_DOWN, ReleasesOnEnd
+from conversations.echo_frames import (
+    AudioFrame,
+    CloseFrame,
+    FrameError,
+    OpenFrame,
+    PlayedFrame,
+    StateFrame,
+    parse_client_frame,
+)
 from conversations.models import Channel
 from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
 from conversations.realtime.turns import TurnSettings
@@ -48,14 +57,6 @@ CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_UNKNOWN_AGENT = 4404
 CLOSE_TOO_LONG = 4408
 CLOSE_TOO_MANY = 4429
-
-#: Output formats a client may ask for in ``open``: PCM s16le mono at these rates.
-OUTPUT_FORMATS = {
-    "pcm_44100": 44_100,
-    "pcm_24000": 24_000,
-    "pcm_22050": 22_050,
-    "pcm_16000": 16_000,
-}
 
 # Sessions per client address in this process. A deployment with several processes
 # behind a proxy should also limit connections per address at the proxy.
@@ -76,7 +77,7 @@ def vad_pool() -> InferencePool:
     return _vad_pool
 
 
-class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
+class VoiceConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer):  # type: ignore[misc]
     metrics_socket = "voice"
     # This socket never receives channel-layer messages: without a layer it needs no
     # channel of its own (with Redis, one blocking connection per socket).
@@ -103,14 +104,20 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
         self.live_socket = drain.register(restart)
 
     async def disconnect(self, code: int) -> None:
-        drain.unregister(self.live_socket)
-        if self.counted:
+        await self.release()
+
+    async def release(self) -> None:
+        """Give back the address's slot, the timer and the session: on a disconnect, and
+        however else the consumer ends (a crash included)."""
+        await super().release()
+        if getattr(self, "counted", False):
             _sessions_per_client[self.client] -= 1
             if _sessions_per_client[self.client] <= 0:
                 del _sessions_per_client[self.client]
             self.counted = False
-        if self.timer is not None:
-            self.timer.cancel()
+        timer: asyncio.Task[None] | None = getattr(self, "timer", None)
+        if timer is not None:
+            timer.cancel()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -167,42 +174,41 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
             await self.error("frame_too_large", message)
             return
         try:
-            message = msgpack.unpackb(bytes_data, raw=False, strict_map_key=True)
-        except (ValueError, msgpack.UnpackException, TypeError) as exc:
-            await self.error("bad_frame", f"not a msgpack message: {exc}")
-            return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.error("bad_frame", "a message is a map with a string 'type'")
-            return
-        handler = getattr(self, f"on_{message['type']}", None)
-        if handler is None:
-            await self.error("unknown_type", f"unknown message type {message['type']!r}")
+            message = msgpack.unpackb(
+                bytes_data, raw=False, strict_map_key=True, max_array_len=64, max_map_len=64
+            )
+        except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
+            await self.error("bad_frame", f"not a msgpack message: {type(exc).__name__}")
             return
         try:
-            await handler(message)
+            frame = parse_client_frame(message)
+        except FrameError as exc:
+            await self.error(exc.code, exc.message)
+            return
+        try:
+            match frame:
+                case OpenFrame():
+                    await self.on_open(frame)
+                case AudioFrame():
+                    await self.on_audio(frame)
+                case StateFrame():
+                    self.on_state(frame)
+                case PlayedFrame():
+                    self.on_played(frame)
+                case CloseFrame():
+                    await self.close()
         except DATABASE_DOWN as exc:
             # Opening (or resuming) needs the database; the client may send 'open' again.
-            log.warning("voice %s failed: the database is unavailable (%s)", message["type"], exc)
+            log.warning("voice %s failed: the database is unavailable (%s)", frame.type, exc)
             await self.error("unavailable", "the service is unavailable; try again")
 
-    async def on_open(self, message: dict[str, Any]) -> None:
+    async def on_open(self, frame: OpenFrame) -> None:
         if drain.draining():
             return  # the process is stopping: the socket is being closed with 1012
         if self.session is not None:
             await self.error("already_open", "the conversation is already open")
             return
-        output_format = message.get("format", "pcm_44100")
-        if output_format not in OUTPUT_FORMATS:
-            await self.error("bad_format", f"format must be one of: {', '.join(OUTPUT_FORMATS)}")
-            return
-        reports_played = message.get("reports_played", False)
-        if not isinstance(reports_played, bool):
-            await self.error("bad_frame", "'reports_played' must be true or false")
-            return
-        slug = self.scope["url_route"]["kwargs"].get("slug") or message.get("agent") or None
-        if slug is not None and not isinstance(slug, str):
-            await self.error("bad_frame", "'agent' must be a slug")
-            return
+        slug = self.scope["url_route"]["kwargs"].get("slug") or frame.agent
         try:
             agent = await database_sync_to_async(agent_get_active)(slug=slug)
         except AgentNotFound as exc:
@@ -217,15 +223,14 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
                 CLOSE_LOGIN_REQUIRED,
             )
             return
-        wanted = message.get("conversation")
         resumed = None
-        if isinstance(wanted, str) and wanted:
+        if frame.conversation:
             resumed = await resume_conversation(
-                agent, Channel.WEB_VOICE, wanted, self.scope.get("user")
+                agent, Channel.WEB_VOICE, frame.conversation, self.scope.get("user")
             )
         try:
             self.session = await self._build_session(
-                agent, OUTPUT_FORMATS[output_format], resumed, reports_played=reports_played
+                agent, frame.output_rate, resumed, reports_played=frame.reports_played
             )
         except SpeechError as exc:
             log.error("voice session could not start: %s", exc)
@@ -240,7 +245,7 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
             }
         )
 
-    async def on_audio(self, message: dict[str, Any]) -> None:
+    async def on_audio(self, frame: AudioFrame) -> None:
         if drain.draining():
             # The process is stopping: no new turn (and no barge-in), so the reply being
             # spoken ends whole; then the socket closes with 1012.
@@ -248,8 +253,8 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
         if self.session is None:
             await self.error("not_open", "send 'open' before audio")
             return
-        data = message.get("audio")
-        if not isinstance(data, bytes) or len(data) % 4 or not data:
+        data = frame.audio
+        if len(data) % 4 or not data:
             await self.error(
                 "bad_audio", "'audio' must be binary Float32 PCM (a multiple of 4 bytes)"
             )
@@ -263,23 +268,13 @@ class VoiceConsumer(metrics.CountedSocket, LeavesDrainRegistry, AsyncWebsocketCo
         except SpeechError as exc:
             await self.send_from_session(speech_error_frame(exc))
 
-    async def on_state(self, message: dict[str, Any]) -> None:
-        if message.get("state") != "waiting":
-            await self.error("bad_state", "the only client state is 'waiting'")
-            return
+    def on_state(self, frame: StateFrame) -> None:
         if self.session is not None:
             self.session.playback_waiting()
 
-    async def on_played(self, message: dict[str, Any]) -> None:
-        token, ms = message.get("token"), message.get("ms")
-        if not isinstance(token, str) or not isinstance(ms, int | float) or ms < 0:
-            await self.error("bad_frame", "'played' needs a 'token' and a non-negative 'ms'")
-            return
+    def on_played(self, frame: PlayedFrame) -> None:
         if self.session is not None:
-            self.session.played(token, float(ms))
-
-    async def on_close(self, message: dict[str, Any]) -> None:
-        await self.close()
+            self.session.played(frame.token, frame.ms)
 
     # --- helpers --------------------------------------------------------------------------
 

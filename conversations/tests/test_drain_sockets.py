@@ -152,9 +152,9 @@ async def test_a_socket_whose_connect_fails_after_registering_still_leaves_the_r
 ) -> None:
     from channels.generic.websocket import AsyncWebsocketConsumer
 
-    from conversations.consumers.common import LeavesDrainRegistry
+    from conversations.consumers.common import ReleasesOnEnd
 
-    class Vanishing(LeavesDrainRegistry, AsyncWebsocketConsumer):  # type: ignore[misc]
+    class Vanishing(ReleasesOnEnd, AsyncWebsocketConsumer):  # type: ignore[misc]
         channel_layer_alias = None
 
         async def connect(self) -> None:

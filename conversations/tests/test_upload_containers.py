@@ -90,7 +90,8 @@ def test_decoding_refuses_every_container_trick(secret_wav: Path, trick: str) ->
 
 
 async def test_no_upload_endpoint_reveals_a_server_file(doctor: Agent, secret_wav: Path) -> None:
-    control = await post_file("/processAudioFile/", secret_wav.read_bytes())
+    recording = secret_wav.read_bytes()  # noqa: ASYNC240 (test set-up, a small local file)
+    control = await post_file("/processAudioFile/", recording)
     assert control.status == 200
     assert "launch" in control.headers["x-transcript"].lower()
     before = await stored()

@@ -309,6 +309,75 @@ async def test_too_many_sessions_from_one_address_are_refused(doctor_agent, sett
         await client.ws.disconnect()
 
 
+# Every field of every client frame, with a value of the wrong type or out of range.
+WRONG_FIELDS = [
+    ({"type": "open", "format": [1]}, "bad_format"),
+    ({"type": "open", "format": None}, "bad_format"),
+    ({"type": "open", "format": 44100}, "bad_format"),
+    ({"type": "open", "agent": ["doctor"]}, "bad_frame"),
+    ({"type": "open", "agent": {"slug": "doctor"}}, "bad_frame"),
+    ({"type": "open", "agent": ""}, "bad_frame"),
+    ({"type": "open", "conversation": 12}, "bad_frame"),
+    ({"type": "open", "conversation": "x" * 65}, "bad_frame"),
+    ({"type": "open", "prompt": {"a": 1}}, "bad_frame"),
+    ({"type": "open", "reports_played": "yes"}, "bad_frame"),
+    ({"type": "open", "reports_played": 1}, "bad_frame"),
+    ({"type": "audio"}, "bad_audio"),
+    ({"type": "audio", "audio": [0.0, 0.1]}, "bad_audio"),
+    ({"type": "audio", "audio": None}, "bad_audio"),
+    ({"type": "state"}, "bad_state"),
+    ({"type": "state", "state": ["waiting"]}, "bad_state"),
+    ({"type": "played", "token": "abcdefgh"}, "bad_frame"),
+    ({"type": "played", "token": ["abcdefgh"], "ms": 1}, "bad_frame"),
+    ({"type": "played", "token": "ABCDEFGH", "ms": 1}, "bad_frame"),
+    ({"type": "played", "token": "abcdefgh", "ms": float("nan")}, "bad_frame"),
+    ({"type": "played", "token": "abcdefgh", "ms": float("inf")}, "bad_frame"),
+    ({"type": "played", "token": "abcdefgh", "ms": -1}, "bad_frame"),
+    ({"type": "played", "token": "abcdefgh", "ms": "12"}, "bad_frame"),
+    ({"type": "played", "token": "abcdefgh", "ms": True}, "bad_frame"),
+    ({"type": ["open"]}, "bad_frame"),
+    ({"type": 7}, "bad_frame"),
+]
+
+
+async def test_every_field_is_checked_by_type_and_no_slot_leaks(doctor_agent, settings) -> None:
+    # A malformed frame used to raise inside the handler, so the consumer never cleaned
+    # up and the address's session slot stayed taken until the process restarted.
+    settings.VOICE_MAX_SESSIONS_PER_CLIENT = 1
+    for message, code in WRONG_FIELDS:
+        client = Client("/conversation")
+        await client.connect()
+        await client.send(message)
+        frame = await client.recv()
+        assert (frame["type"], frame["code"]) == ("error", code), message
+        await client.ws.disconnect()
+    # The one slot of this address is free: a well-formed call opens.
+    client = Client("/conversation")
+    await client.connect()
+    await client.send({"type": "open", "format": "pcm_16000", "reports_played": True})
+    assert (await client.recv())["type"] == "token"
+    await client.until("metrics")
+    await client.ws.disconnect()
+
+
+async def test_a_consumer_that_fails_still_gives_back_its_slot(
+    doctor_agent, settings, monkeypatch
+) -> None:
+    from conversations.consumers import voice
+
+    async def broken(self: Any, frame: Any) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(voice.VoiceConsumer, "on_open", broken)
+    client = Client("/conversation")
+    await client.connect()
+    assert sum(voice._sessions_per_client.values()) == 1
+    await client.send({"type": "open"})
+    with pytest.raises(RuntimeError, match="a bug in a handler"):
+        await client.ws.wait(timeout=5)
+    assert voice._sessions_per_client == {}
+
+
 async def test_foreign_origins_are_rejected(doctor_agent) -> None:
     client = Client("/conversation", headers=[(b"origin", b"https://evil.example")])
     connected, _ = await client.ws.connect()
