@@ -10,6 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
+from agents.keys import key_variable_allowed, refusal
+
 
 class LLMProvider(models.TextChoices):
     ELIZA = "eliza", "ELIZA (embedded)"
@@ -166,6 +168,9 @@ class Agent(models.Model):
             errors["llm_model"] = "Name the model this provider should run."
         if self.llm_provider == LLMProvider.OPENAI and not self.llm_api_key_env:
             errors["llm_api_key_env"] = "OpenAI needs the name of the variable holding its key."
+        name = self.llm_api_key_env
+        if name and env_var_name.regex.fullmatch(name) and not key_variable_allowed(name):
+            errors["llm_api_key_env"] = refusal(name)
         if self.eliza_script:
             # Imported here: the engine is only needed when a custom script is saved.
             from agents.eliza import ScriptError, parse_script

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import logging
 
 from django.db.models import QuerySet
 
+from agents.keys import KeyVariableRefused, read_key
 from agents.llm import LLMConfig
 from agents.models import Agent, PromptVersion
+
+log = logging.getLogger(__name__)
 
 
 class AgentNotFound(LookupError):
@@ -47,7 +50,13 @@ def agent_llm_config(*, agent: Agent, vector_store_id: str = "") -> LLMConfig:
     Only the variable's name is stored on the agent; the key itself never touches the
     database or the logs.
     """
-    api_key = os.environ.get(agent.llm_api_key_env, "") if agent.llm_api_key_env else ""
+    try:
+        api_key = read_key(agent.llm_api_key_env)
+    except KeyVariableRefused as exc:
+        # Saved before the operator's list changed: the model is asked without a key and
+        # fails visibly (its spoken fallback), and the variable is never read.
+        log.error("agent %s: %s", agent.slug, exc)
+        api_key = ""
     return LLMConfig(
         provider=agent.llm_provider,
         model=agent.llm_model,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import re
 import time
 import uuid
@@ -38,6 +37,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from openai import OpenAI
 
+from agents.keys import KeyVariableRefused, read_key
 from agents.llm.openai_responses import llm_error_from_openai
 from agents.models import Agent, LLMProvider
 from knowledge.models import Document, Status, VectorStore, VectorStoreFile
@@ -88,7 +88,10 @@ def file_name(store: VectorStore, document: Document) -> str:
 
 
 def _client(store: VectorStore) -> OpenAI:
-    key = os.environ.get(store.api_key_env, "") if store.api_key_env else ""
+    try:
+        key = read_key(store.api_key_env)
+    except KeyVariableRefused as exc:
+        raise SyncFailed(str(exc), retryable=False) from None
     if not key:
         name = store.api_key_env or "(none named)"
         raise SyncFailed(f"The OpenAI key variable {name} is not set.", retryable=False)

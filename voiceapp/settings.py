@@ -227,6 +227,9 @@ SPEECH_COMPUTE_TYPE = env.text(
     "SPEECH_COMPUTE_TYPE", "int8" if SPEECH_DEVICE == "cpu" else "float16"
 )
 SPEECH_CPU_THREADS = env.number("SPEECH_CPU_THREADS", 1, minimum=1)
+# The environment variables an agent may name as its API key: exact names, or prefixes
+# ending in "*". Anything else (SECRET_KEY, DATABASE_URL, ...) is refused on save and on use.
+AGENT_KEY_VARIABLES = env.items("AGENT_KEY_VARIABLES", ["OPENAI_API_KEY", "AGENT_KEY_*"])
 VOICE_MAX_FRAME_BYTES = env.number("VOICE_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
 VOICE_MAX_SESSION_SECONDS = env.number("VOICE_MAX_SESSION_SECONDS", 3600, minimum=10)
 VOICE_MAX_SESSIONS_PER_CLIENT = env.number("VOICE_MAX_SESSIONS_PER_CLIENT", 4, minimum=1)

@@ -479,13 +479,13 @@ async def test_clear_cache_gives_the_next_prompt_a_fresh_conversation(doctor: Ag
 def openai_agent(
     make_agent: Callable[..., Agent], fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> Agent:
-    monkeypatch.setenv("CHATBOT_TEST_OPENAI_KEY", "sk-test-chatbot")
+    monkeypatch.setenv("AGENT_KEY_CHATBOT_TEST", "sk-test-chatbot")
     fake_openai.reply_text = "Visitors sign in at reception."
     return make_agent(
         slug="desk",
         llm_provider=LLMChoice.OPENAI,
         llm_model="gpt-test",
-        llm_api_key_env="CHATBOT_TEST_OPENAI_KEY",
+        llm_api_key_env="AGENT_KEY_CHATBOT_TEST",
         llm_base_url=fake_openai.base_url,
     )
 

@@ -21,7 +21,7 @@ from knowledge.services import document_create
 from testing.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY_ENV = "KNOWLEDGE_TEST_OPENAI_KEY"
+KEY_ENV = "AGENT_KEY_KNOWLEDGE_TEST"
 
 
 # --- files made here, with the real libraries --------------------------------------------

@@ -359,7 +359,7 @@ async def test_secrets_never_reach_the_log_of_a_debug_server(
             llm_provider="openai_compatible",
             llm_model="fake-model",
             llm_base_url=fake_openai.base_url,
-            llm_api_key_env="SECURITY_SUITE_LLM_KEY",
+            llm_api_key_env="AGENT_KEY_SECURITY_SUITE",
         )
         user = make_user(superuser=True)
         user.set_password(marks["password"])
@@ -372,7 +372,7 @@ async def test_secrets_never_reach_the_log_of_a_debug_server(
         start_server,
         log_level="debug",
         LOG_LEVEL="DEBUG",
-        SECURITY_SUITE_LLM_KEY=marks["llm key"],
+        AGENT_KEY_SECURITY_SUITE=marks["llm key"],
         METRICS_TOKEN=marks["metrics token"],
         REDIS_URL=redis_with_password,
         **database,
