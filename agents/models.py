@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +40,7 @@ class ResetPolicy(models.TextChoices):
     ON_CHANGE = "on_change", "Start a fresh provider conversation on the next turn"
 
 
+_ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 env_var_name = RegexValidator(
     r"^[A-Z_][A-Z0-9_]*$",
     "Name of an environment variable (upper case letters, digits and _), not the key itself.",
@@ -169,7 +171,7 @@ class Agent(models.Model):
         if self.llm_provider == LLMProvider.OPENAI and not self.llm_api_key_env:
             errors["llm_api_key_env"] = "OpenAI needs the name of the variable holding its key."
         name = self.llm_api_key_env
-        if name and env_var_name.regex.fullmatch(name) and not key_variable_allowed(name):
+        if name and _ENV_VAR_NAME.fullmatch(name) and not key_variable_allowed(name):
             errors["llm_api_key_env"] = refusal(name)
         if self.eliza_script:
             # Imported here: the engine is only needed when a custom script is saved.

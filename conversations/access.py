@@ -44,6 +44,20 @@ def token_matches(expected: str, given: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def clm_refusal(agent: Agent, given: str) -> str | None:
+    """Why the custom-LLM routes refuse this request for ``agent``, or None to answer.
+
+    An agent with a custom-LLM token answers only that token. One without a token answers
+    anyone only if it is public: Hume connects with no user, so a non-public agent needs
+    a token to be reached here at all.
+    """
+    if agent.clm_token:
+        return None if token_matches(agent.clm_token, given) else "missing or wrong token"
+    if agent.is_public:
+        return None
+    return "this agent is not public: its custom-LLM token is required"
+
+
 _LINK_SALT = "conversations.voice-link"
 
 

@@ -147,6 +147,7 @@ from agents.speech.encode import AudioFormat, StreamEncoder
 from agents.speech.executor import default_pool
 from agents.speech.registry import build_stt, build_tts
 from agents.speech_text import speakable
+from agents.text_checks import unstorable_reason
 from conversations import warmup
 from conversations.models import Channel, Conversation, ConversationStatus, Role, Turn
 from conversations.replies import Answer, stream_answer
@@ -378,25 +379,15 @@ class _QueryBody(BaseModel):
     address: StrictStr
 
 
-# C0 controls other than tab, newline and carriage return: nothing to say, and NUL cannot
-# be stored in PostgreSQL text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _is_unicode(value: str) -> bool:
-    """Whether ``value`` can be stored and spoken (JSON may carry lone surrogates)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+# C0 controls other than tab, newline and carriage return (NUL is refused before this):
+# nothing to say, so they read as spaces.
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _clean_text(value: str, name: str) -> str:
-    if not _is_unicode(value):
-        raise Refused(
-            400, "invalid", f"{name}: not valid Unicode", fields={name: ["not valid Unicode"]}
-        )
+    reason = unstorable_reason(value)
+    if reason is not None:
+        raise Refused(400, "invalid", f"{name}: {reason}", fields={name: [reason]})
     value = _CONTROL.sub(" ", value).strip()
     if not value:
         raise Refused(400, "empty_text", f"{name} is empty")
@@ -858,7 +849,7 @@ async def query_assistant(request: HttpRequest, caller: Caller) -> HttpResponseB
         raise _invalid(exc) from exc
     prompt = _clean_text(body.prompt, "prompt")
     address = body.address.strip()
-    if not 0 < len(address) <= 255 or _CONTROL.search(address) or not _is_unicode(address):
+    if not 0 < len(address) <= 255 or _CONTROL.search(address) or unstorable_reason(address):
         rule = "1 to 255 characters of valid Unicode, no control characters"
         raise Refused(400, "invalid", f"address: {rule}", fields={"address": [rule]})
     provider = await _provider_for(caller.agent)

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from agents.llm import LLMProvider, build_provider
 from agents.selectors import AgentNotFound, agent_get_active
 from agents.speech_text import speakable
-from conversations.access import request_token, token_matches
+from conversations.access import clm_refusal, request_token
 from conversations.clm.protocol import ClmError, ClmRequest, parse_sse_body
 from conversations.models import Channel
 from conversations.replies import Answer, stream_answer
@@ -82,9 +82,10 @@ async def clm_chat_completions(
         return clm_error("inactive_agent" if exc.inactive else "unknown_agent", str(exc))
     except _DATABASE_DOWN as exc:
         return _unavailable(exc)
-    if not token_matches(agent.clm_token, request_token(request)):
-        log.warning("clm sse refused for agent %s: missing or wrong token", agent.slug)
-        return clm_error("unauthorized", "missing or wrong token")
+    refusal = clm_refusal(agent, request_token(request))
+    if refusal is not None:
+        log.warning("clm sse refused for agent %s: %s", agent.slug, refusal)
+        return clm_error("unauthorized", refusal)
     # Without a session id Hume gets one from us (in system_fingerprint) and sends it back.
     session_id = request.GET.get("custom_session_id", "").strip() or uuid.uuid4().hex
     try:
@@ -159,8 +160,10 @@ async def _sse_events(
                 transform=speakable,
             )
         finally:
-            await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
-            queue.put_nowait(None)
+            try:
+                await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
+            finally:
+                queue.put_nowait(None)  # the stream ends whatever failed above
 
     producer = asyncio.create_task(produce())
     try:
@@ -173,8 +176,12 @@ async def _sse_events(
             # Deltas are concatenated by the client: keep the space between clauses.
             yield event({"content": separator + text})
             separator = " "
-        await producer
-        yield event({}, finish="stop")
+        failure = await _outcome(producer)
+        if failure is not None:
+            # Headers are long gone: the error goes in the stream, which then ends.
+            yield f"data: {json.dumps({'error': failure})}\n\n".encode()
+        else:
+            yield event({}, finish="stop")
         yield b"data: [DONE]\n\n"
         elapsed = time.perf_counter() - started
         metrics.http_reply(endpoint="clm_sse", phase="complete", seconds=elapsed)
@@ -183,3 +190,18 @@ async def _sse_events(
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+
+
+async def _outcome(producer: asyncio.Task[None]) -> dict[str, str] | None:
+    """The documented error of a reply that failed after streaming began, or None."""
+    try:
+        await producer
+    except _DATABASE_DOWN as exc:
+        log.warning("clm sse reply not stored: the database is unavailable (%s)", exc)
+        metrics.error("clm.unavailable")
+        return {"code": "unavailable", "message": "the service is unavailable; try again"}
+    except Exception:
+        log.exception("clm sse reply failed")
+        metrics.error("clm.internal")
+        return {"code": "internal", "message": "the reply failed; try again"}
+    return None

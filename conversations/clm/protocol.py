@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.llm import ChatMessage
+from agents.text_checks import unstorable_reason
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_AGENT = 4404
@@ -179,25 +180,15 @@ def _refuse_constant(name: str) -> Any:
 def _load_json(raw: str | bytes) -> Any:
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
-        nul = _has_nul(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClmError("invalid_json", f"the frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClmError("invalid_json", "the frame is nested too deeply") from None
-    if nul:
-        # Text is stored, and databases refuse U+0000 in text (PostgreSQL does).
-        raise ClmError("invalid_payload", "strings must not contain U+0000 (NUL)")
+    reason = unstorable_reason(data)
+    if reason is not None:
+        # Text is stored with the turn: refuse before answering, not after streaming.
+        raise ClmError("invalid_payload", reason)
     return data
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 def check_size(raw: str | bytes, max_bytes: int) -> None:

@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from agents.llm import ChatMessage, LLMProvider, build_provider
 from agents.models import Agent
 from agents.selectors import AgentNotFound, agent_get_active
+from agents.text_checks import unstorable_reason
 from conversations.access import may_talk_to, query_param
 from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, ReleasesOnEnd
 from conversations.models import Channel
@@ -130,7 +131,7 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
             return
         try:
             message = json.loads(text_data if text_data is not None else bytes_data or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             await self.error("bad_frame", "frames are JSON objects")
             return
         if not isinstance(message, dict) or message.get("type") != "message":
@@ -140,9 +141,10 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
         if not isinstance(text, str) or not text.strip():
             await self.error("empty_message", "the message has no text")
             return
-        if "\x00" in text:
-            # Stored text cannot hold NUL (PostgreSQL refuses it).
-            await self.error("bad_frame", "the text must not contain U+0000 (NUL)")
+        reason = unstorable_reason(text)
+        if reason is not None:
+            # Refused before answering: the reply could not be stored afterwards.
+            await self.error("bad_frame", f"the {reason}")
             return
         if len(text) > MAX_MESSAGE_CHARS:
             await self.error(
@@ -172,9 +174,16 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
         async with self.live_socket.turn():  # a draining process closes the socket after it
             try:
                 await self._reply(text)
+            except asyncio.CancelledError:
+                raise
             except DATABASE_DOWN as exc:
                 log.warning("chat reply not stored: the database is unavailable (%s)", exc)
                 await self.error("unavailable", "the service is unavailable; try again")
+            except Exception:
+                # The socket's boundary: log it with its traceback, tell the client in the
+                # documented form, and keep serving the next message.
+                log.exception("chat reply failed")
+                await self.error("internal", "the reply failed; try again")
 
     async def _reply(self, text: str) -> None:
         user = UserTurn(text=text)

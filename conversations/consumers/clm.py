@@ -19,7 +19,7 @@ from agents.llm import LLMProvider, build_provider
 from agents.models import Agent
 from agents.selectors import AgentNotFound, agent_get_active
 from agents.speech_text import speakable
-from conversations.access import scope_token, token_matches
+from conversations.access import clm_refusal, scope_token
 from conversations.clm.protocol import (
     CLOSE_UNAUTHORIZED,
     CLOSE_UNKNOWN_AGENT,
@@ -74,9 +74,10 @@ class ClmConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer):
             await self.send_error("unavailable", "the service is unavailable; try again")
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
-        if not token_matches(self.agent.clm_token, scope_token(self.scope)):
-            log.warning("clm socket refused for agent %s: missing or wrong token", self.agent.slug)
-            await self.send_error("unauthorized", "missing or wrong token")
+        refusal = clm_refusal(self.agent, scope_token(self.scope))
+        if refusal is not None:
+            log.warning("clm socket refused for agent %s: %s", self.agent.slug, refusal)
+            await self.send_error("unauthorized", refusal)
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         # One provider serves the socket; it holds the agent's model settings and key.

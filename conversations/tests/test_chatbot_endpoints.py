@@ -591,7 +591,7 @@ BAD_REQUESTS = [
     ),
     pytest.param(
         "/processText/",
-        b'{"text": " \\u0000 "}',
+        b'{"text": " \\u0001 "}',
         JSON,
         "",
         refusal(400, "empty_text", "text is empty"),
@@ -599,10 +599,28 @@ BAD_REQUESTS = [
     ),
     pytest.param(
         "/processText/",
+        b'{"text": "a \\u0000 b"}',
+        JSON,
+        "",
+        refusal(
+            400,
+            "invalid",
+            "text: text must not contain U+0000 (NUL)",
+            fields={"text": ["text must not contain U+0000 (NUL)"]},
+        ),
+        id="text-nul",
+    ),
+    pytest.param(
+        "/processText/",
         b'{"text": "\\ud800"}',
         JSON,
         "",
-        refusal(400, "invalid", "text: not valid Unicode", fields={"text": ["not valid Unicode"]}),
+        refusal(
+            400,
+            "invalid",
+            "text: text must be valid Unicode (it holds a lone surrogate)",
+            fields={"text": ["text must be valid Unicode (it holds a lone surrogate)"]},
+        ),
         id="text-lone-surrogate",
     ),
     pytest.param(

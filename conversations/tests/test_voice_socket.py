@@ -310,7 +310,7 @@ async def test_too_many_sessions_from_one_address_are_refused(doctor_agent, sett
 
 
 # Every field of every client frame, with a value of the wrong type or out of range.
-WRONG_FIELDS = [
+WRONG_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"type": "open", "format": [1]}, "bad_format"),
     ({"type": "open", "format": None}, "bad_format"),
     ({"type": "open", "format": 44100}, "bad_format"),

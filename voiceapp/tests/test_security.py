@@ -76,8 +76,9 @@ SSE_BODY = {"model": "custom", "messages": [{"role": "user", "content": "Hello."
 
 @dataclass
 class World:
-    """Two agents (``open``: public, the default, no token; ``closed``: private, with a
-    custom-LLM token), a signed-in client per role, and one of everything to point at."""
+    """Three agents (``open``: public, the default, no token; ``closed``: private, with a
+    custom-LLM token; ``hidden``: private, no token), a signed-in client per role, and one
+    of everything to point at."""
 
     open: Agent
     closed: Agent
@@ -122,6 +123,8 @@ def world(make_agent, make_user, operator, settings, tmp_path: Path) -> World:
     settings.VOICE_LOAD_MODELS_AT_START = False  # /readyz: no models to wait for here
     open_agent = make_agent(slug="open")  # the first agent is the default
     closed = make_agent(slug="closed", is_public=False, clm_token=CLM_TOKEN)
+    # Private with no custom-LLM token: unreachable on the custom-LLM routes.
+    make_agent(slug="hidden", is_public=False)
     staff = make_user(staff=True)
     staff.user_permissions.set(
         Permission.objects.filter(content_type__app_label__in=("agents", "knowledge"))
@@ -552,6 +555,14 @@ HTTP_MATRIX: list[Row] = [
         "no token: refused whoever is signed in",
         body=SSE_BODY,
     ),
+    Row(
+        "llm/<slug:slug>/chat/completions",
+        "POST",
+        "/llm/hidden/chat/completions",
+        each("401"),
+        "private and without a token: never answered here",
+        body=SSE_BODY,
+    ),
 ]
 
 
@@ -629,6 +640,13 @@ WS_MATRIX: list[WsRow] = [
         each("close 4401"),
         "the agent's token is needed; a session does not replace it",
     ),
+    WsRow(
+        "llm/<slug:slug>",
+        "/llm/hidden",
+        "clm",
+        each("close 4401"),
+        "private and without a token: never answered here",
+    ),
     WsRow("llm/<slug:slug>", "/llm/nobody", "clm", each("close 4404")),
     WsRow("conversation", "/conversation", "voice", each("session"), "the public default agent"),
     WsRow("conversation/websocket", "/conversation/websocket", "voice", each("session")),
@@ -679,7 +697,9 @@ def voice_sessions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Voice sessions the socket built: (agent slug, the resumed conversation or None)."""
     built: list[tuple[str, Any]] = []
 
-    async def build(self: VoiceConsumer, agent: Agent, output_rate: int, resumed: Any) -> Any:
+    async def build(
+        self: VoiceConsumer, agent: Agent, output_rate: int, resumed: Any, **options: Any
+    ) -> Any:
         built.append((agent.slug, resumed))
         self.live_id = resumed[0].conversation_id if resumed is not None else "new"
         return FakeVoiceSession()
