@@ -335,9 +335,40 @@ def _pdf_sections(reader: PdfReader) -> dict[int, str]:
     return sections
 
 
+def _inflated(data: bytes) -> bytes:
+    """The archive again with every entry inflated (stored, uncompressed), counting the
+    bytes as they come out of zlib in small steps.
+
+    A ZIP's entries state their sizes, and an entry may lie: read whole, zipfile inflates
+    all of a member's compressed data at once and only then cuts it to the stated size,
+    so a few hundred kilobytes can become hundreds of megabytes in memory. Read here in
+    64 KiB steps, no entry inflates past its stated size (zipfile stops there, and the
+    CRC check then fails) and a total past ``MAX_UNZIPPED_BYTES`` is refused.
+    """
+    budget = MAX_UNZIPPED_BYTES
+    total = 0
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target,
+    ):
+        for info in source.infolist():
+            pieces = []
+            with source.open(info) as member:
+                while chunk := member.read(1 << 16):
+                    total += len(chunk)
+                    if total > budget:
+                        raise ExtractionError(
+                            f"The Word document unpacks to more than {budget // 2**20} MB."
+                        )
+                    pieces.append(chunk)
+            target.writestr(info.filename, b"".join(pieces))
+    return out.getvalue()
+
+
 def _extract_docx(data: bytes) -> Extracted:
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(_inflated(data)))
         path: list[str] = []
         blocks: list[Block] = []
         title = document.core_properties.title or ""
