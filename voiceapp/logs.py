@@ -72,6 +72,39 @@ class ConversationFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """Requests refused for the client's own doing (any 4xx; a Host header not in
+    ALLOWED_HOSTS) become one WARNING line without a traceback: nothing failed on the
+    server, and anyone can send them, so they must not look like (or bury) real errors.
+    Django logs these with the exception attached, and a bad Host at ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        client_error = record.name.startswith("django.security") or (
+            record.name == "django.request" and isinstance(status, int) and status < 500
+        )
+        if client_error:
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+class OneLineFilter(logging.Filter):
+    """For loggers whose failures are operational and expected (a mail server that does
+    not answer): the exception's message joins the line and the traceback is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _conversation_of(record: logging.LogRecord) -> str | None:
     value = getattr(record, "conversation_id", None)
     return value if isinstance(value, str) and value else None

@@ -37,11 +37,14 @@ import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
 from voiceapp import drain
+from voiceapp.http_limits import DEFAULT_HEADER_TIMEOUT_SECONDS, header_timeout_protocol
 
 log = logging.getLogger("voiceapp.serve")
 
 APP = "voiceapp.asgi:application"
 DEFAULT_GRACE_SECONDS = 20
+#: Open connections (HTTP and WebSocket) one process takes before it answers 503.
+DEFAULT_MAX_CONNECTIONS = 2000
 #: Time left, after the grace period, for cancelled replies to be stored and responses
 #: to end before the process exits.
 FINAL_SECONDS = 3
@@ -128,6 +131,19 @@ def grace_seconds(environ: Mapping[str, str]) -> int:
     return value
 
 
+def _positive_number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number") from None
+    if not value > 0 or not math.isfinite(value):
+        raise SystemExit(f"{name}={raw!r} must be a positive number")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m voiceapp.serve",
@@ -167,6 +183,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Behind the proxy: trust X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS
         # (uvicorn's default: 127.0.0.1, where deploy/nginx.conf's nginx runs).
         proxy_headers=True,
+        # A request's headers must arrive within this time (uvicorn sets no such limit).
+        http=header_timeout_protocol(
+            _positive_number(
+                os.environ, "SERVER_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS
+            )
+        ),
+        # Past this many open connections (HTTP and WebSocket together) or requests in
+        # progress, new requests get 503 rather than slowing everyone down.
+        limit_concurrency=int(
+            _positive_number(os.environ, "SERVER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)
+        ),
     )
     server = DrainingServer(config, grace_seconds=grace)
     server.run()

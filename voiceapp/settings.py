@@ -293,6 +293,16 @@ HTTP_MAX_BODY_BYTES = (
 # Hume's SSE requests carry the whole history in a JSON body read into memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CLM_MAX_FRAME_BYTES + 64 * 1024
 
+# --- Email (password reset) ---------------------------------------------------------------
+# Unset EMAIL_HOST: no mail is sent, and the reset pages say to ask an administrator.
+EMAIL_HOST = env.text("EMAIL_HOST")
+EMAIL_PORT = env.number("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env.text("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env.text("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env.flag("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.text("DEFAULT_FROM_EMAIL", "voice-agents@localhost")
+
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 # plain: "<time> <LEVEL> <logger> [conv=<id>] <message>"; json: one object per line
@@ -302,7 +312,11 @@ LOG_FORMAT = env.choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"conversation": {"()": "voiceapp.logs.ConversationFilter"}},
+    "filters": {
+        "conversation": {"()": "voiceapp.logs.ConversationFilter"},
+        "client_errors": {"()": "voiceapp.logs.ClientErrorFilter"},
+        "one_line": {"()": "voiceapp.logs.OneLineFilter"},
+    },
     "formatters": {
         "plain": {"()": "voiceapp.logs.PlainFormatter"},
         "json": {"()": "voiceapp.logs.JsonFormatter"},
@@ -311,7 +325,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["conversation"],
+            "filters": ["conversation", "client_errors"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -320,6 +334,8 @@ LOGGING = {
         # Django's own handlers (console when DEBUG, mail_admins) would write a second,
         # unformatted copy: its records go through the root handler like all others.
         "django": {"handlers": [], "propagate": True},
+        # A password-reset mail that cannot be sent: one line, not a traceback.
+        "django.contrib.auth": {"filters": ["one_line"]},
         # Uvicorn's handlers would bypass the format and the redaction, and its lines
         # carry request paths with their query strings (?token=…). Levels stay uvicorn's.
         "uvicorn": {"handlers": ["console"], "propagate": False},

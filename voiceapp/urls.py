@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from agents import views as agent_views
 from conversations import views as conversation_views
-from voiceapp import health, metrics
+from voiceapp import accounts, health, metrics
 
 admin.site.site_header = "Voice agents"
 admin.site.site_title = "Voice agents"
@@ -16,6 +16,11 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path(
+        "accounts/password_reset/",
+        accounts.PasswordResetView.as_view(),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("voiceapp.api_urls")),
     # The chatbot-server endpoints this project replaces, at the paths its clients call.
