@@ -12,8 +12,12 @@ from conversations.access import signed_link_valid
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The front page: the agents people can talk to."""
-    return render(request, "agents/home.html", {"agents": agent_list_active()})
+    """The front page: the agents this visitor can talk to. Non-public agents are listed
+    only to signed-in users; anonymous visitors see public agents alone."""
+    agents = agent_list_active()
+    if not request.user.is_authenticated:
+        agents = agents.filter(is_public=True)
+    return render(request, "agents/home.html", {"agents": agents})
 
 
 def agent_chat(request: HttpRequest, slug: str) -> HttpResponse:

@@ -79,6 +79,10 @@ def _select_one() -> None:
     if database.vendor == "postgresql":
         # libpq counts whole seconds (and treats anything below 2 as 2).
         params["connect_timeout"] = max(2, math.ceil(CHECK_TIMEOUT_SECONDS))
+    if database.vendor == "sqlite" and not _kept_connections_current():
+        raise CheckFailed(
+            "the database file was replaced or removed under this process's connection"
+        )
     raw = database.get_new_connection(params)
     try:
         cursor = raw.cursor()
@@ -87,6 +91,19 @@ def _select_one() -> None:
             raise CheckFailed("SELECT 1 did not return 1")
     finally:
         raw.close()
+
+
+def _kept_connections_current() -> bool:
+    """Whether the SQLite file this process last opened is still the one at the path.
+
+    A probe on a new connection would open whatever file is there now and pass, while the
+    process's kept connections still use the old one; the backend replaces those at their
+    next use (``voiceapp.sqlite``), and until then the process is not ready.
+    """
+    from voiceapp.sqlite.base import file_identity, last_opened
+
+    path = str(connections["default"].settings_dict["NAME"])
+    return path not in last_opened or file_identity(path) == last_opened[path]
 
 
 async def check_database() -> None:

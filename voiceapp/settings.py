@@ -89,6 +89,8 @@ LOGOUT_REDIRECT_URL = "home"
 # --- Database -------------------------------------------------------------------------
 DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with kept connections replaced after errors (voiceapp/sqlite).
+    DATABASES["default"]["ENGINE"] = "voiceapp.sqlite"
     # Several ASGI threads write at once: WAL lets readers proceed during a write, and
     # IMMEDIATE transactions take the write lock up front instead of failing mid-way.
     DATABASES["default"]["OPTIONS"] = {
@@ -99,6 +101,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Opening a SQLite file is cheap but not free, and every socket's database work
     # runs through the same thread: keep its connection.
     DATABASES["default"]["CONN_MAX_AGE"] = None
+    # ... but check, once per request or socket call, that it is still usable (no error
+    # since, still the file at the path): otherwise it is replaced.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"]["CONN_MAX_AGE"] = env.number("DATABASE_CONN_MAX_AGE", 60, minimum=0)

@@ -24,7 +24,7 @@ WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 
 # A file, not memory: tests that start real server processes share the test database.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "voiceapp.sqlite":  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
     # One file per test run, so two runs on one machine never share a database.
     DATABASES["default"]["TEST"] = {  # noqa: F405

@@ -46,13 +46,19 @@ def links_on(html: str) -> list[tuple[str, str]]:
 
 
 def test_the_front_page_links_each_active_agent_to_its_page(
-    client: Client, make_agent: Callable[..., Agent]
+    client: Client, make_agent: Callable[..., Agent], make_user: Callable[..., User]
 ) -> None:
     make_agent(name="Zed", slug="zed")
     make_agent(name="Ada", slug="ada", is_public=False)
     make_agent(name="Off", slug="off", is_active=False)
     page = client.get("/")
     assert page.status_code == 200
+    agent_links = [link for link in links_on(page.content.decode()) if "/agents/" in link[0]]
+    # Anonymous visitors are not told the names of non-public agents.
+    assert agent_links == [("/agents/zed/", "Zed")]
+    assert "Ada" not in page.content.decode()
+    client.force_login(make_user())
+    page = client.get("/")
     agent_links = [link for link in links_on(page.content.decode()) if "/agents/" in link[0]]
     assert agent_links == [("/agents/ada/", "Ada"), ("/agents/zed/", "Zed")]
     assert "sign-in required" in page.content.decode()

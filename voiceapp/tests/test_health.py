@@ -90,7 +90,7 @@ async def test_readyz_is_unavailable_when_the_database_cannot_be_reached(
     monkeypatch, tmp_path: Path
 ) -> None:
     database = connections.settings["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
+    if database["ENGINE"] == "voiceapp.sqlite":
         # SQLite cannot open a file in a directory that does not exist.
         monkeypatch.setitem(database, "NAME", str(tmp_path / "missing" / "db.sqlite3"))
     else:

@@ -5,8 +5,12 @@ that never finishes its request headers is disconnected."""
 from __future__ import annotations
 
 import http.client
+import json
+import os
 import socket
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +163,41 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(
     # Complete requests are served as before.
     assert request(server, "GET", "/healthz").status == 200
     assert "no complete request headers in 1 s" in server.log()
+
+
+def test_a_replaced_database_file_is_noticed_and_the_connection_recycled(
+    start_server: Callable[..., ServerProcess], make_agent: Any
+) -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded profile's SQLite file (make test's first stage)")
+    make_agent(slug="desk")
+    server = start_server(log_level="info", VOICE_LOAD_MODELS_AT_START="false")
+    assert request(server, "GET", "/").status == 200  # the process has its connection
+    assert request(server, "GET", "/readyz").status == 200
+
+    # A restore replaces the file (same content, new inode) under the running process.
+    path = Path(connection.settings_dict["NAME"])
+    copy = path.with_suffix(".restored")
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    os.replace(copy, path)
+
+    ready = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    ready.request("GET", "/readyz")
+    answer = ready.getresponse()
+    body = json.loads(answer.read())
+    assert answer.status == 503
+    assert body["checks"]["database"]["error"] == "CheckFailed"
+    assert "the database file was replaced or removed" in server.log()
+
+    # The next request recycles the connection; what it writes lands in the new file.
+    reply = request(
+        server, "POST", "/processText/", {"Content-Type": "application/json"}, '{"text": "Hello"}'
+    )
+    assert reply.status == 200
+    assert request(server, "GET", "/readyz").status == 200
+    with sqlite3.connect(path) as fresh:
+        [(count,)] = fresh.execute("SELECT COUNT(*) FROM conversations_conversation").fetchall()
+    assert count == 1

@@ -135,7 +135,7 @@ def test_embedded_profile_is_sqlite_in_memory_layer_and_eager_celery() -> None:
     result = start({"SECRET_KEY": GOOD_KEY}, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-4:-1] == [
-        "django.db.backends.sqlite3",
+        "voiceapp.sqlite",
         "channels.layers.InMemoryChannelLayer",
         "memory:// True",
     ]
