@@ -13,7 +13,9 @@ other users see neither.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -36,12 +38,14 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from agents.models import Agent, LLMProvider, PromptVersion
+from agents.selectors import AgentNotFound, agent_get_active
 from agents.services import (
     agent_create,
     agent_make_default,
     agent_update,
     prompt_version_create,
 )
+from conversations.access import signed_link_token
 from knowledge.services import vector_store_request_sync
 from voiceapp.api_permissions import MethodPermissions, staff_has_perm
 
@@ -351,6 +355,48 @@ class AgentMakeDefaultApi(APIView):
     def post(self, request: Request, slug: str) -> Response:
         agent_make_default(agent=_agent_or_404(slug))
         return Response(_output(_agent_or_404(slug), request))
+
+
+class SignedLinkOutput(serializers.Serializer[Any]):
+    sig = serializers.CharField(help_text="The signed-link token (`?sig=`).")
+    expires_in = serializers.IntegerField(help_text="Seconds the token stays valid.")
+    page = serializers.CharField(help_text="The agent's page, with the token.")
+    voice_socket = serializers.CharField(help_text="The Echo audio socket's path, with it.")
+    chat_socket = serializers.CharField(help_text="The text chat socket's path, with it.")
+
+
+class AgentLinkApi(APIView):
+    """A signed link for a program that cannot send this user's credentials itself: a page
+    served from another origin (browsers set no headers on a WebSocket) hands ``sig`` to
+    the sockets of this agent, which then admit it until it expires."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="agents_link",
+        parameters=[_SLUG],
+        summary="Mint a signed link to talk to this agent (any signed-in user)",
+        request=None,
+        responses={200: SignedLinkOutput, 404: _NOT_FOUND},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        try:
+            agent = agent_get_active(slug=slug)
+        except AgentNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        sig = signed_link_token(agent.slug)
+        query = f"?sig={quote(sig)}"
+        return Response(
+            {
+                "sig": sig,
+                "expires_in": settings.VOICE_LINK_MAX_AGE_SECONDS,
+                "page": f"/agents/{agent.slug}/{query}",
+                "voice_socket": f"/agents/{agent.slug}/conversation{query}",
+                "chat_socket": f"/agents/{agent.slug}/chat{query}",
+            }
+        )
 
 
 class PromptVersionListCreateApi(generics.ListAPIView[PromptVersion]):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlsplit
 
-from channels.security.websocket import OriginValidator, WebsocketDenier
+from channels.db import database_sync_to_async
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core import signing
 from django.http import HttpRequest
+from django.http.request import split_domain_port, validate_host
 
 from agents.models import Agent
 
@@ -97,19 +99,97 @@ class _QuietDenier(WebsocketDenier):  # type: ignore[misc]
     channel_layer_alias = None
 
 
-class SiteOriginValidator(OriginValidator):  # type: ignore[misc]
-    """Channels' check that a browser socket comes from this site (one of ALLOWED_HOSTS),
-    refusing the others at the handshake (403) without touching the channel layer."""
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def origin_key(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin such as ``https://app.example:8443``, with the
+    scheme's default port filled in; None when it is not an http(s) origin (``null``,
+    ``file://``, garbage)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _site_key(scope: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """This site's origin as the socket's own request names it: its Host header (which
+    must be one of ALLOWED_HOSTS) and http or https after ws or wss."""
+    host = ""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host = value.decode("latin-1")
+    domain, port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return scheme, domain.lower(), int(port) if port else _DEFAULT_PORTS[scheme]
+
+
+def socket_origin(scope: Mapping[str, Any]) -> str:
+    """How a browser-facing socket's Origin stands: ``site`` (this site, scheme, host and
+    port alike), ``allowed`` (in ALLOWED_ORIGINS), ``absent`` (no Origin: not a browser),
+    or ``foreign``."""
+    origins = [value for name, value in scope.get("headers", []) if name == b"origin"]
+    if not origins:
+        return "absent"
+    key = origin_key(origins[0].decode("latin-1"))
+    if key is None:
+        return "foreign"
+    if key == _site_key(scope):
+        return "site"
+    if key in {origin_key(allowed) for allowed in settings.ALLOWED_ORIGINS}:
+        return "allowed"
+    return "foreign"
+
+
+class SiteOriginValidator:
+    """Admits a browser socket only from this site's pages or ALLOWED_ORIGINS (scheme, host
+    and port compared), refusing others at the handshake (403) without touching the
+    channel layer.
+
+    A socket without an Origin comes from a program, not a browser (browsers always send
+    one), so it is no cross-site risk and is admitted; but a session cookie is a browser's,
+    so it counts only with a browser Origin: such a program is anonymous unless it brings
+    an API token (``Authorization: Token …``) or a signed link (``?sig=``).
+    """
 
     def __init__(self, application: Any) -> None:
-        super().__init__(application, settings.ALLOWED_HOSTS)
+        self.application = application
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        origin = None
-        for name, value in scope.get("headers", []):
-            if name == b"origin":
-                with contextlib.suppress(UnicodeDecodeError):
-                    origin = urlparse(value.decode("latin1"))
-        if self.valid_origin(origin):
-            return await self.application(scope, receive, send)
-        return await _QuietDenier()(scope, receive, send)
+        origin = socket_origin(scope)
+        if origin == "foreign":
+            return await _QuietDenier()(scope, receive, send)
+        scope = dict(scope, origin=origin)
+        if origin == "absent":
+            scope["user"] = await _token_user(scope) or AnonymousUser()
+        return await self.application(scope, receive, send)
+
+
+async def _token_user(scope: Mapping[str, Any]) -> Any:
+    """The active user whose API token the socket sent (``Authorization: Token <key>``)."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "token" and key.strip():
+                found: User | None = await _user_for_token(key.strip())
+                return found
+    return None
+
+
+def _token_owner(key: str) -> User | None:
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return None
+    user: User = token.user
+    return user
+
+
+_user_for_token = database_sync_to_async(_token_owner)

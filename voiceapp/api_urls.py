@@ -43,6 +43,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         agents.AgentMakeDefaultApi.as_view(),
         name="agent-make-default",
     ),
+    path("agents/<slug:slug>/link/", agents.AgentLinkApi.as_view(), name="agent-link"),
     path(
         "agents/<slug:slug>/prompt-versions/",
         agents.PromptVersionListCreateApi.as_view(),

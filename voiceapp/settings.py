@@ -8,6 +8,7 @@ workers). Every variable is documented in the README's table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import django_stubs_ext
@@ -35,6 +36,14 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS", [])
+# Other sites whose pages may open the browser sockets (voice, chat), as
+# scheme://host[:port]; this site's own pages always may.
+ALLOWED_ORIGINS = env.items("ALLOWED_ORIGINS", [])
+for _origin in ALLOWED_ORIGINS:
+    if not re.fullmatch(r"https?://[^/\s:]+(:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(
+            f"ALLOWED_ORIGINS: {_origin!r} is not an origin like https://app.example.org:8443"
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -17,6 +18,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from agents.models import Agent, LLMProvider, PromptVersion
 from agents.services import prompt_version_create
+from conversations.access import signed_link_valid
 from knowledge.models import VectorStore
 
 pytestmark = pytest.mark.django_db
@@ -468,13 +470,37 @@ def test_rotating_a_token_refuses_the_old_one(agent: Agent, make_user) -> None:
     assert client.get(AGENTS).status_code == 401
 
 
-def test_the_api_token_command_refuses_unknown_and_non_staff_users(make_user) -> None:
+def test_the_api_token_command_refuses_unknown_and_inactive_users(make_user) -> None:
     with pytest.raises(CommandError, match="There is no user 'ghost'"):
         _api_token("ghost")
-    plain_user = make_user()
-    with pytest.raises(CommandError, match="is not staff"):
-        _api_token(plain_user.username)
+    gone = make_user()
+    gone.is_active = False
+    gone.save()
+    with pytest.raises(CommandError, match="is inactive"):
+        _api_token(gone.username)
     assert not Token.objects.exists()
+
+
+def test_a_plain_user_gets_a_token_that_reads_but_changes_nothing(agent: Agent, make_user) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {_api_token(make_user().username)}")
+    assert client.get(AGENTS).status_code == 200
+    assert client.post(AGENTS, {"name": "X", "slug": "x"}).status_code == 403
+
+
+def test_a_signed_in_user_mints_a_signed_link_that_the_sockets_accept(
+    make_agent, plain: APIClient
+) -> None:
+    make_agent(slug="private", is_public=False)
+    response = plain.post("/api/agents/private/link/")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"sig", "expires_in", "page", "voice_socket", "chat_socket"}
+    assert signed_link_valid("private", body["sig"], max_age=body["expires_in"])
+    assert body["voice_socket"] == f"/agents/private/conversation?sig={quote(body['sig'])}"
+    assert body["chat_socket"] == f"/agents/private/chat?sig={quote(body['sig'])}"
+    assert APIClient().post("/api/agents/private/link/").status_code == 401
+    assert plain.post("/api/agents/nobody/link/").status_code == 404
 
 
 def test_responses_are_json(agent: Agent, plain: APIClient) -> None:

@@ -24,7 +24,7 @@ from conversations.tests.hume_payloads import payload, sparse_user
 from voiceapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
+ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 # json.dumps escapes them (ensure_ascii), so each frame is itself valid UTF-8 JSON.
 UNSTORABLE = ["\ud800", "Hi \udfff there", "\x00", "ok\x00ok", "\ud83d alone"]

@@ -14,7 +14,7 @@ from conversations.models import Conversation, Turn
 from voiceapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
+ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 
 async def connect(path: str) -> tuple[WebsocketCommunicator, dict[str, Any]]:

@@ -27,7 +27,7 @@ from voiceapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
+ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 REPLY = "One clause, then another, and a third one, slowly."
 CLOSED_FOR_RESTART = {"type": "websocket.close", "code": 1012}
 

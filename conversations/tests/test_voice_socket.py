@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "eliza"
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +59,7 @@ class Client:
     """A test client speaking the Echo protocol over a WebSocket communicator."""
 
     def __init__(self, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        self.ws = WebsocketCommunicator(application, path, headers=headers or [ORIGIN])
+        self.ws = WebsocketCommunicator(application, path, headers=[HOST, *(headers or [ORIGIN])])
         self.frames: list[dict[str, Any]] = []
 
     async def connect(self) -> None:

@@ -33,7 +33,7 @@ from voiceapp.logs import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
+ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 CLM_TOKEN = "clm-secret-Zq8vN3xT5pL0"
 
 

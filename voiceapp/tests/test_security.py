@@ -67,6 +67,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROLES = ("anon", "user", "operator", "staff", "superuser")
 CLM_TOKEN = "clm-token-of-closed-7f3a9c51"
 ALLOWED_ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 FOREIGN_ORIGIN = (b"origin", b"https://evil.example")
 SSE_BODY = {"model": "custom", "messages": [{"role": "user", "content": "Hello."}], "stream": True}
 
@@ -429,6 +430,13 @@ HTTP_MATRIX: list[Row] = [
         "agents are deactivated, never deleted",
     ),
     Row(
+        "api/agents/<slug:slug>/link/",
+        "POST",
+        "/api/agents/closed/link/",
+        api("200", "200", "200", "200"),
+        "a signed link to a private agent, for any signed-in user",
+    ),
+    Row(
         "api/agents/<slug:slug>/make-default/",
         "POST",
         "/api/agents/open/make-default/",
@@ -720,7 +728,10 @@ async def ws_session(
     path: str, headers: list[tuple[bytes, bytes]], kind: str, *, first: Any = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """Open a socket, send what ``kind`` starts with, and report how it went, with the
-    frames received up to that point."""
+    frames received up to that point. The Host is this site's unless ``headers`` name one
+    (a browser always sends one)."""
+    if not any(name == b"host" for name, _ in headers):
+        headers = [(b"host", b"127.0.0.1"), *headers]
     socket = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await socket.connect(timeout=10)
     if not connected:
@@ -965,25 +976,53 @@ BROWSER_SOCKETS = [
 ]
 
 
-async def test_browser_sockets_refuse_foreign_and_missing_origins(
-    world: World, voice_sessions
+async def test_browser_sockets_admit_this_site_and_allowed_origins_only(
+    world: World, voice_sessions, settings
 ) -> None:
+    settings.ALLOWED_ORIGINS = ["https://app.example.org:8443"]
     cookie = world.cookie("superuser")  # even the most trusted session
+    site = [(b"host", b"voice.example.org:8000")]
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "voice.example.org"]
+    cases = {
+        "this site": [(b"origin", b"http://voice.example.org:8000")],
+        "an allowed origin": [(b"origin", b"https://app.example.org:8443")],
+        "another port": [(b"origin", b"http://voice.example.org:8001")],
+        "another scheme": [(b"origin", b"https://voice.example.org:8000")],
+        "the allowed host, another port": [(b"origin", b"https://app.example.org")],
+        "another site": [FOREIGN_ORIGIN],
+        "a sandboxed page": [(b"origin", b"null")],
+    }
     got = {}
     for path, kind in BROWSER_SOCKETS:
-        got[path] = (
-            (await ws_session(path, [*cookie, FOREIGN_ORIGIN], kind))[0],
-            (await ws_session(path, cookie, kind))[0],
-            (await ws_session(path, [*cookie, (b"origin", b"http://localhost:8000")], kind))[0],
-        )
+        for case, origin in cases.items():
+            got[(path, case)] = (await ws_session(path, [*site, *cookie, *origin], kind))[0]
+    admitted = {"this site", "an allowed origin"}
     assert got == {
-        "/conversation": ("denied", "denied", "session"),
-        "/conversation/websocket": ("denied", "denied", "session"),
-        "/agents/open/conversation": ("denied", "denied", "session"),
-        "/chat": ("denied", "denied", "session"),
-        "/agents/open/chat": ("denied", "denied", "session"),
-        "/ws/monitor": ("denied", "denied", "accepted"),
+        (path, case): ("accepted" if kind == "monitor" else "session")
+        if case in admitted
+        else "denied"
+        for path, kind in BROWSER_SOCKETS
+        for case in cases
     }
+
+
+async def test_a_socket_without_an_origin_is_a_program_anonymous_unless_it_has_a_token(
+    world: World, voice_sessions
+) -> None:
+    # Browsers always send an Origin: without one there is no cross-site risk, but a
+    # session cookie (a browser's) does not count either.
+    cookie = world.cookie("superuser")
+    staff_token = [(b"authorization", f"Token {world.tokens['staff']}".encode())]
+    bad_token = [(b"authorization", b"Token not-a-real-token")]
+    assert (await ws_session("/conversation", cookie, "voice"))[0] == "session"
+    assert (await ws_session("/agents/closed/conversation", cookie, "voice"))[0] == "close 4401"
+    assert (await ws_session("/agents/closed/chat", cookie, "chat"))[0] == "close 4401"
+    assert (await ws_session("/ws/monitor", cookie, "monitor"))[0] == "close 4403"
+    assert (await ws_session("/agents/closed/conversation", staff_token, "voice"))[0] == "session"
+    assert (await ws_session("/agents/closed/chat", staff_token, "chat"))[0] == "session"
+    assert (await ws_session("/agents/closed/chat", bad_token, "chat"))[0] == "close 4401"
+    sig = access.signed_link_token("closed")
+    assert (await ws_session(f"/agents/closed/chat?sig={sig}", [], "chat"))[0] == "session"
 
 
 async def test_the_custom_llm_socket_ignores_origin_and_needs_its_token(world: World) -> None:
@@ -1243,7 +1282,7 @@ async def test_an_audio_frame_over_the_limit_is_refused_and_the_socket_carries_o
     world: World,
 ) -> None:
     limit = django_settings.VOICE_MAX_FRAME_BYTES
-    socket = WebsocketCommunicator(application, "/conversation", headers=[ALLOWED_ORIGIN])
+    socket = WebsocketCommunicator(application, "/conversation", headers=[HOST, ALLOWED_ORIGIN])
     assert (await socket.connect())[0]
     frame = msgpack.packb({"type": "audio", "audio": b"\0" * limit})
     await socket.send_to(bytes_data=frame)
@@ -1259,7 +1298,7 @@ async def test_an_audio_frame_over_the_limit_is_refused_and_the_socket_carries_o
 
 
 async def test_a_chat_message_over_the_limit_is_refused(world: World) -> None:
-    socket = WebsocketCommunicator(application, "/chat", headers=[ALLOWED_ORIGIN])
+    socket = WebsocketCommunicator(application, "/chat", headers=[HOST, ALLOWED_ORIGIN])
     assert (await socket.connect())[0]
     assert json.loads(await socket.receive_from(timeout=10))["type"] == "session"
     await socket.send_to(text_data=json.dumps({"type": "message", "text": "x" * 4001}))

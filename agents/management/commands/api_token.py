@@ -1,8 +1,9 @@
-"""Print a staff user's HTTP API token, creating it on first use.
+"""Print a user's API token, creating it on first use.
 
-Programs send it as ``Authorization: Token <key>``. Tokens are handed out here, by someone
-with shell access, rather than by a password endpoint: there is nothing on the network to
-guess passwords against, and only staff accounts (whose use someone answers for) get one.
+Programs send it as ``Authorization: Token <key>``: to the HTTP API (what the user's role
+allows) and to the voice and chat sockets (talking as that user, to the agents a signed-in
+user may talk to). Tokens are handed out here, by someone with shell access, rather than
+by a password endpoint: there is nothing on the network to guess passwords against.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rest_framework.authtoken.models import Token
 
 class Command(BaseCommand):
     help = (
-        "Print the API token of a staff user (created if missing). --rotate replaces it, "
+        "Print the API token of a user (created if missing). --rotate replaces it, "
         "so programs holding the old one are refused from then on."
     )
 
@@ -34,8 +35,6 @@ class Command(BaseCommand):
             raise CommandError(f"There is no user {username!r}.")
         if not user.is_active:
             raise CommandError(f"{username} is inactive; activate the account first.")
-        if not (user.is_staff or user.is_superuser):
-            raise CommandError(f"{username} is not staff; API tokens are for staff accounts.")
         with transaction.atomic():
             if options["rotate"]:
                 Token.objects.filter(user=user).delete()
