@@ -73,7 +73,14 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
-words = st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
+# Text no column can store: lone surrogates (JSON escapes them) and U+0000, alone or in words.
+unstorable = st.builds(
+    lambda a, bad, b: a + bad + b,
+    st.text(max_size=10),
+    st.sampled_from(["\x00"]) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    st.text(max_size=10),
+)
+words = st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | unstorable
 roles = st.sampled_from(["user", "assistant", "system"]) | json_values
 message_types = st.sampled_from(["user_message", "assistant_message", "tool_call"]) | json_values
 hume_message = st.fixed_dictionaries(
@@ -132,6 +139,7 @@ voice_messages = st.one_of(
             "agent": st.just("fuzz") | pack_values,
             "conversation": st.text(max_size=40) | pack_values,
             "prompt": pack_values,
+            "reports_played": st.booleans() | pack_values,
         },
     ),
     st.fixed_dictionaries(
@@ -143,7 +151,13 @@ voice_messages = st.one_of(
         }
     ),
     st.fixed_dictionaries({"type": st.just("state"), "state": st.just("waiting") | pack_values}),
-    st.fixed_dictionaries({"type": st.just("played"), "token": pack_values, "ms": pack_values}),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("played"),
+            "token": st.from_regex(r"\A[a-z]{8}\Z") | pack_values,
+            "ms": st.floats() | st.integers(-(2**63), 2**64 - 1) | pack_values,
+        }
+    ),
     st.dictionaries(st.text(max_size=10), pack_values, max_size=4),
     pack_values,
 )
@@ -367,7 +381,7 @@ CONTENT_TYPES = [
     "multipart/form-data",
     "",
 ]
-text_values = st.one_of(json_values, st.text(max_size=20), st.just(""), st.just("a\x00b"))
+text_values = st.one_of(json_values, st.text(max_size=20), st.just(""), unstorable)
 json_bodies = st.one_of(
     st.fixed_dictionaries({}, optional={"text": text_values}),
     st.fixed_dictionaries({}, optional={"prompt": text_values, "address": text_values}),
