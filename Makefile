@@ -5,13 +5,17 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install lint bench-eliza bench-clm bench-voice bench-soak production
+.PHONY: run test stress install lint bench-eliza bench-clm bench-voice bench-soak production
 
 run:
 	bash scripts/run.sh
 
 test:
 	bash scripts/test.sh
+
+# The browser and real-process tests ROUNDS times (default 20) beside a CPU-bound process.
+stress:
+	bash scripts/stress.sh $(ROUNDS)
 
 # WEB_PROCESSES server processes from PORT, a Celery worker and beat (needs DATABASE_URL,
 # REDIS_URL and SECRET_KEY); deploy/nginx.conf goes in front. See the README.

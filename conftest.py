@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parent
 _counter = itertools.count(1)
 
 
+#: Fixtures that start real processes: a test using one is marked ``processes`` (the
+#: tests that spawn processes themselves carry the mark by hand).
+_PROCESS_FIXTURES = {"start_server", "start_worker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
+
+
 @pytest.fixture(autouse=True)
 def _eager_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Run Celery tasks in-process, as the embedded profile does, unless a real worker is used.

@@ -30,6 +30,11 @@ ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 UNSTORABLE = ["\ud800", "Hi \udfff there", "\x00", "ok\x00ok", "\ud83d alone"]
 
 
+async def body_of(response: Any) -> bytes:
+    """A streamed response's body, whole (it ends whatever failed inside)."""
+    return b"".join([chunk async for chunk in response.streaming_content])
+
+
 async def turn_count() -> int:
     return int(await sync_to_async(Turn.objects.count)())
 
@@ -166,7 +171,7 @@ async def test_an_sse_reply_that_cannot_be_stored_still_ends_the_stream(eliza, m
         "/llm/eliza/chat/completions", body, content_type="application/json"
     )
     assert response.status_code == 200
-    raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    raw = (await body_of(response)).decode()
     blocks = [b.removeprefix("data: ") for b in raw.strip("\n").split("\n\n")]
     assert blocks[-1] == "[DONE]"
     assert json.loads(blocks[-2]) == {
@@ -182,7 +187,7 @@ async def test_a_custom_llm_reply_that_cannot_be_stored_ends_and_the_socket_goes
     assert (await socket.connect())[0]
     good = payload([sparse_user("Hello")])
     await socket.send_to(text_data=good)
-    frames = []
+    frames: list[dict[str, Any]] = []
     while not frames or frames[-1]["type"] != "assistant_end":
         frames.append(json.loads(await socket.receive_from(timeout=10)))
     assert {"type": "error", "code": "internal", "message": "the reply failed; try again"} in (
@@ -230,5 +235,5 @@ async def test_the_custom_llm_routes_serve_a_non_public_agent_only_with_its_toke
     )
     assert response.status_code == (200 if served else 401)
     if served:
-        b"".join([chunk async for chunk in response.streaming_content])
+        await body_of(response)
     assert await turn_count() == (4 if served else 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from hume.empathic_voice.types import AssistantEnd, AssistantInput
 from agents.eliza import sentence_case
 from conversations.models import Conversation, Turn
 from conversations.tests.hume_payloads import payload, sdk_assistant, sdk_user, sparse_user
+from testing.waits import until
 from voiceapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -229,8 +229,7 @@ async def test_a_new_payload_cancels_the_reply_in_flight(remote_agent, fake_open
     fake_openai.stall_next(30.0)  # the first reply hangs before its first delta
     socket = await open_socket("/llm/remote")
     await socket.send_to(text_data=payload([sparse_user("first question")], "s"))
-    while not fake_openai.requests:  # noqa: ASYNC110 - the fake runs in another thread
-        await asyncio.sleep(0.01)  # the first request is at the model once this ends
+    await until(lambda: bool(fake_openai.requests), what="the first request at the model")
     frames = await ask(socket, payload([sparse_user("second question")], "s"))
     await socket.disconnect()
     first, second = fake_openai.requests_to("/v1/chat/completions")

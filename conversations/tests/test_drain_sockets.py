@@ -22,6 +22,7 @@ from django.db import connections
 from conversations.models import Turn
 from conversations.tests.hume_payloads import payload, sparse_user
 from testing.fake_openai import FakeOpenAI
+from testing.waits import until
 from voiceapp import drain
 from voiceapp.asgi import application
 
@@ -63,9 +64,7 @@ def slow_agent(make_agent, fake_openai: FakeOpenAI) -> Any:
 
 async def registered(registry: drain.Registry, count: int = 1) -> None:
     """Wait until the consumer has registered (it does once it is ready to talk)."""
-    async with asyncio.timeout(10):
-        while len(registry) < count:  # noqa: ASYNC110 - the consumer's task registers; no event
-            await asyncio.sleep(0.01)
+    await until(lambda: len(registry) >= count, what=f"{count} registered socket(s)")
 
 
 async def test_an_idle_custom_llm_socket_is_closed_with_1012_at_once(registry, make_agent) -> None:

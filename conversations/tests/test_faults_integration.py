@@ -39,7 +39,11 @@ from knowledge.tests.conftest import start_worker  # noqa: F401 - a fixture, use
 from testing.fake_openai import FakeOpenAI
 from testing.services import Services, ServicesUnavailable
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.processes,
+    pytest.mark.django_db(transaction=True),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLY = (

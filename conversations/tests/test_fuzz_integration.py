@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -36,8 +37,10 @@ pytestmark = [
 
 CLM_LIMIT = 2048  # the server runs with this frame limit, so a probe can be made too large
 VOICE_LIMIT = 4096
-EXAMPLES = 4000  # per socket type
-HTTP_EXAMPLES = 2000  # requests; 10,000 generated frames and requests in all
+# FUZZ_SCALE shrinks a run (scripts/stress.sh repeats the suite many times with 0.05).
+_SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
+EXAMPLES = max(50, int(4000 * _SCALE))  # per socket type
+HTTP_EXAMPLES = max(50, int(2000 * _SCALE))  # requests; 10,000 frames and requests in all
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

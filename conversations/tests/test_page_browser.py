@@ -160,9 +160,13 @@ def open_agent(page: Page, url: str) -> None:
     expect(page.locator(".chat")).to_have_attribute("data-ready", "true")
 
 
-def eventually(page: Page, check: Callable[[], object], timeout_s: float = 10) -> None:
+def eventually(page: Page, check: Callable[[], object], timeout_s: float = 30) -> None:
     """Wait for ``check`` to pass on state the test collects from Playwright's events,
-    letting Playwright deliver them (they arrive only while it has control)."""
+    letting Playwright deliver them (they arrive only while it has control).
+
+    The page's own state is awaited with Playwright's ``expect`` (it retries until its
+    timeout); what the test gathers itself, with this. Never a fixed pause: see
+    ``testing/waits.py`` for the rules every wait here follows."""
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, "timed out"

@@ -14,6 +14,7 @@ from conversations.realtime.session import SpokenReply, TurnMetrics, Utterance
 from conversations.replies import Answer
 from conversations.stores import UserTurn, open_conversation, record_exchange
 from conversations.voice_store import VoiceTurnStore
+from testing.waits import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +49,11 @@ async def test_a_hanging_channel_layer_delays_no_reply_and_loses_no_turn(
         lambda: list(Turn.objects.order_by("index").values_list("text", flat=True))
     )()
     assert texts == ["First.", "Re: First.", "Second.", "Re: Second."]
-    await asyncio.sleep(0.5)  # the publishing gives up after its timeout
+    # The publishing gives up after its timeout and says so, once per write.
+    await until(
+        lambda: len([r for r in caplog.records if "telling monitors" in r.getMessage()]) == 2,
+        what="both publishing failures to be logged",
+    )
     assert layer.calls == 2
     failures = [r for r in caplog.records if "telling monitors" in r.getMessage()]
     assert [r.getMessage() for r in failures] == [

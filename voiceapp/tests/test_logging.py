@@ -210,6 +210,7 @@ def _serve(tmp_path: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], i
     raise RuntimeError(f"server did not start in 30 s:\n{log_path.read_text()}")
 
 
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 async def test_a_server_logs_json_lines_without_the_clm_token(make_agent, tmp_path: Path) -> None:
     await sync_to_async(make_agent)(slug="guarded", clm_token=CLM_TOKEN)

@@ -25,6 +25,7 @@ from conversations.replies import Answer
 from conversations.stores import open_conversation
 from conversations.tests.hume_payloads import payload, sdk_user
 from conversations.voice_store import VoiceTurnStore
+from testing.waits import until
 from voiceapp.asgi import application
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,13 +291,15 @@ async def test_a_socket_on_one_server_process_shows_in_the_scrape_of_another(
     assert value(during, "voiceapp_active_sessions", socket="clm") == 1
     assert value(during, "voiceapp_turns_recorded_total", **turns) == 1
 
-    # The server notices the close asynchronously: give it a moment.
-    for _ in range(50):
+    # The server notices the close asynchronously: wait until its gauge says so.
+    after = during
+
+    async def closed() -> bool:
+        nonlocal after
         after = await scrape_other()
-        if value(after, "voiceapp_active_sessions", socket="clm") == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert value(after, "voiceapp_active_sessions", socket="clm") == 0
+        return value(after, "voiceapp_active_sessions", socket="clm") == 0
+
+    await until(closed, what="the other process to count the socket as closed")
     assert value(after, "voiceapp_turns_recorded_total", **turns) == 1
     assert "Traceback" not in talking.log() + scraped.log()
     await sync_to_async(connections.close_all)()

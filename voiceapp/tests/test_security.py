@@ -742,8 +742,10 @@ async def ws_session(
             await socket.send_to(text_data=first or payload([sdk_user("Hello there.")], "s-1"))
         elif kind == "voice":
             await socket.send_to(bytes_data=msgpack.packb(first or {"type": "open"}))
-        elif kind == "monitor" and await socket.receive_nothing(timeout=0.3):
-            return "accepted", frames
+        elif kind == "monitor":
+            # A probe, not a pause: an admitted monitor answers it (the socket is read-only);
+            # a refused one has closed before any answer could come.
+            await socket.send_to(text_data="{}")
         while True:
             message = await socket.receive_output(timeout=10)
             if message["type"] == "websocket.close":
@@ -753,6 +755,11 @@ async def ws_session(
                 return "answered", frames
             if frames[-1]["type"] == "session":
                 return "session", frames
+            if kind == "monitor" and frames[-1] == {
+                "type": "error",
+                "message": "this socket is read-only",
+            }:
+                return "accepted", frames
     finally:
         await socket.disconnect()
 

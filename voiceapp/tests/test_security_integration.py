@@ -35,7 +35,11 @@ from conversations.tests.hume_payloads import payload, sdk_user
 from knowledge.models import Document
 from testing.fake_openai import FakeOpenAI
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.processes,
+    pytest.mark.django_db(transaction=True),
+]
 
 CLM_TOKEN = "clm-token-of-closed-7f3a9c51"
 EVIL = "https://evil.example"
