@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from django.db.models import QuerySet
 
@@ -11,6 +12,7 @@ from agents.llm import LLMConfig
 from agents.models import Agent, PromptVersion
 
 log = logging.getLogger(__name__)
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")  # a SlugField of max_length 60
 
 
 class AgentNotFound(LookupError):
@@ -32,9 +34,11 @@ def agent_get_active(*, slug: str | None) -> Agent:
         if agent is None:
             raise AgentNotFound("there is no default agent")
         return agent
-    agent = Agent.objects.filter(slug=slug).first()
+    # Anything that is not a slug names no agent, and is not sent to the database (which
+    # may refuse it outright: PostgreSQL text cannot hold U+0000).
+    agent = Agent.objects.filter(slug=slug).first() if _SLUG.fullmatch(slug) else None
     if agent is None:
-        raise AgentNotFound(f"no agent {slug!r}")
+        raise AgentNotFound(f"no agent {slug[:60]!r}")
     if not agent.is_active:
         raise AgentNotFound(f"agent {slug!r} is inactive", inactive=True)
     return agent

@@ -133,3 +133,14 @@ def test_demo_agent_is_created_once() -> None:
         True,
     )
     assert (created, created_again, again.pk) == (True, False, agent.pk)
+
+
+@pytest.mark.parametrize("slug", ["a\x00b", "", "../etc", "x" * 61, "\ud800", "two words"])
+def test_what_is_not_a_slug_names_no_agent_and_never_reaches_the_database(
+    make_agent, slug, django_assert_num_queries
+) -> None:
+    from agents.selectors import AgentNotFound, agent_get_active
+
+    make_agent(slug="desk")
+    with django_assert_num_queries(0), pytest.raises(AgentNotFound):
+        agent_get_active(slug=slug)

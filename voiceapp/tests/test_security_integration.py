@@ -92,20 +92,23 @@ async def _handshake(url: str, origin: str | None) -> str:
 async def test_real_handshakes_are_checked_for_their_origin(
     start_server, make_agent, closes_connections
 ) -> None:
-    """Browser sockets take only this site's Origin; the custom-LLM socket takes any (Hume's
-    servers send no browser Origin): there, the agent's token is what admits (README)."""
+    """Browser sockets take only this site's Origin (scheme, host and port) and none from
+    programs; the custom-LLM socket takes any (Hume's servers send no browser Origin):
+    there, the agent's token is what admits (README)."""
     await sync_to_async(_agents)(make_agent)
     server = await _serve(start_server)
     got = {
         path: (
             await _handshake(server.ws_url + path, EVIL),
-            await _handshake(server.ws_url + path, None),
             await _handshake(server.ws_url + path, "http://127.0.0.1.evil.example"),
+            await _handshake(server.ws_url + path, f"http://127.0.0.1:{server.port + 1}"),
+            await _handshake(server.ws_url + path, f"https://127.0.0.1:{server.port}"),
             await _handshake(server.ws_url + path, server.http_url),
+            await _handshake(server.ws_url + path, None),  # a program, not a browser
         )
         for path in BROWSER_SOCKETS
     }
-    assert got == {path: ("403", "403", "403", "open") for path in BROWSER_SOCKETS}
+    assert got == {path: ("403", "403", "403", "403", "open", "open") for path in BROWSER_SOCKETS}
     replies = []
     for query in ("", f"?token={CLM_TOKEN}"):
         async with websockets.connect(
