@@ -15,7 +15,7 @@ mkdir -p var
 # Production sets SECRET_KEY in the environment; on a single machine one is generated
 # once and kept in var/ (ignored by git).
 if [[ -z ${SECRET_KEY:-} ]]; then
-  [[ -s var/secret_key ]] || "$PY" -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key
+  [[ -s var/secret_key ]] || (umask 077; "$PY" -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key)
   SECRET_KEY=$(cat var/secret_key)
   export SECRET_KEY
 fi

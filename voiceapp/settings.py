@@ -26,11 +26,16 @@ env = Env()
 
 DEBUG = env.flag("DEBUG", default=False)
 SECRET_KEY = env.text("SECRET_KEY")
+# The embedded profile: `make run` keeps a generated key in var/secret_key, and every
+# manage.py command on this machine uses the same one. Production sets SECRET_KEY.
+_KEPT_KEY = Path(env.text("SECRET_KEY_FILE", str(VAR_DIR / "secret_key")))
+if not SECRET_KEY and _KEPT_KEY.is_file():
+    SECRET_KEY = _KEPT_KEY.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DEBUG is off (the run command generates one in "
-            "var/secret_key)"
+            f"SECRET_KEY must be set when DEBUG is off, or SECRET_KEY_FILE name a file "
+            f"holding it (`make run` generates {_KEPT_KEY}, which manage.py then uses too)"
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
 

@@ -32,6 +32,7 @@ def start(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
             "ALLOWED_HOSTS",
             "LOG_LEVEL",
             "CELERY_BROKER_URL",
+            "SECRET_KEY_FILE",
         }
     }
     clean.update(env)
@@ -64,7 +65,10 @@ def start(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ),
         ({"SECRET_KEY": GOOD_KEY, "REDIS_URL": "http://cache:6379"}, "REDIS_URL must be a"),
         ({"SECRET_KEY": GOOD_KEY, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' must be one of"),
-        ({"DEBUG": "false"}, "SECRET_KEY must be set when DEBUG is off"),
+        (
+            {"DEBUG": "false", "SECRET_KEY_FILE": "/nonexistent/secret_key"},
+            "SECRET_KEY must be set when DEBUG is off",
+        ),
         (
             {"SECRET_KEY": GOOD_KEY, "API_THROTTLE_ANON": "lots"},
             "API_THROTTLE_ANON='lots' is not a rate; write it like 60/minute",
@@ -171,3 +175,15 @@ class TestEnv:
 
     def test_lists_split_on_commas(self) -> None:
         assert Env({"H": "a.org, b.org,,"}).items("H", []) == ["a.org", "b.org"]
+
+
+def test_manage_py_uses_the_key_that_make_run_kept(tmp_path) -> None:
+    kept = tmp_path / "secret_key"
+    kept.write_text("kept-key-0123456789abcdefghijklmnopqrstuvwxyz-0123456789\n")
+    code = "from django.conf import settings as s; print(s.SECRET_KEY)"
+    result = start({"SECRET_KEY_FILE": str(kept)}, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == kept.read_text().strip()
+    # A key in the environment wins over the file.
+    result = start({"SECRET_KEY_FILE": str(kept), "SECRET_KEY": GOOD_KEY}, "shell", "-c", code)
+    assert result.stdout.strip().splitlines()[-1] == GOOD_KEY
