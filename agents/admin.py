@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -54,6 +55,17 @@ class AgentForm(forms.ModelForm[Agent]):
         if self.instance.pk is not None:
             active = self.instance.active_prompt
             self.fields["system_prompt"].initial = active.text if active else ""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        # Django checks only the constraints on the fields a form edits. This one leaves
+        # out the default flag, so "the default agent must be active" was never checked
+        # here and reached the database as an IntegrityError (a bare 500). Every constraint
+        # is checked now, except those on fields that already have an error.
+        try:
+            self.instance.validate_constraints(exclude=set(self.errors))
+        except ValidationError as exc:
+            self._update_errors(exc)
 
 
 @admin.register(Agent)

@@ -77,6 +77,33 @@ def test_saving_without_changing_the_prompt_adds_no_version(
     assert agent.greeting == "Hello there."
 
 
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        # The default flag is not on the form; its constraint is checked all the same.
+        ({"is_active": ""}, "__all__", "The default agent must be active."),
+        ({"llm_temperature": "2.5"}, "llm_temperature", "less than or equal to 2.0"),
+        ({"vad_threshold": "1.0"}, "vad_threshold", "less than or equal to 0.95"),
+        ({"slug": "taken"}, "slug", "Agent with this Slug already exists."),
+    ],
+)
+def test_every_constraint_is_a_form_error_not_a_500(
+    admin_client: Client, make_agent, change: dict[str, str], field: str, message: str
+) -> None:
+    default = make_agent(slug="desk")
+    make_agent(slug="taken")
+    url = reverse("admin:agents_agent_change", args=[default.pk])
+    data = form_data(admin_client.get(url))
+    data.update(change)
+    data = {k: v for k, v in data.items() if v != ""}  # an unticked box is left out
+    response = admin_client.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    errors = response.context["adminform"].form.errors
+    assert any(message in error for error in errors[field]), errors
+    default.refresh_from_db()
+    assert (default.slug, default.is_active, default.is_default) == ("desk", True, True)
+
+
 def test_the_default_agent_cannot_be_deleted(admin_client: Client, make_agent) -> None:
     agent = make_agent()
     response = admin_client.post(
