@@ -56,8 +56,8 @@ class AgentForm(forms.ModelForm[Agent]):
             active = self.instance.active_prompt
             self.fields["system_prompt"].initial = active.text if active else ""
 
-    def _post_clean(self) -> None:
-        super()._post_clean()
+    def validate_unique(self) -> None:
+        super().validate_unique()  # the last step of the form's model validation
         # Django checks only the constraints on the fields a form edits. This one leaves
         # out the default flag, so "the default agent must be active" was never checked
         # here and reached the database as an IntegrityError (a bare 500). Every constraint
@@ -65,7 +65,7 @@ class AgentForm(forms.ModelForm[Agent]):
         try:
             self.instance.validate_constraints(exclude=set(self.errors))
         except ValidationError as exc:
-            self._update_errors(exc)
+            self.add_error(None, exc)
 
 
 @admin.register(Agent)

@@ -44,6 +44,11 @@ def agent_get_active(*, slug: str | None) -> Agent:
     return agent
 
 
+def agent_is_public(*, slug: str) -> bool:
+    """Whether an agent (active or not) with ``slug`` is public."""
+    return Agent.objects.filter(slug=slug, is_public=True).exists()
+
+
 def prompt_version_get_active(*, agent: Agent) -> PromptVersion:
     return PromptVersion.objects.get(agent=agent, is_active=True)
 

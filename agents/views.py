@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from agents.selectors import AgentNotFound, agent_get_active, agent_list_active
+from agents.selectors import AgentNotFound, agent_get_active, agent_is_public, agent_list_active
 from conversations.access import signed_link_valid
+from voiceapp.errors import NotFoundHere
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -31,7 +32,10 @@ def agent_chat(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         agent = agent_get_active(slug=slug)
     except AgentNotFound as exc:
-        raise Http404(str(exc)) from exc
+        # Whether a private agent exists is not told to those who may not use it.
+        if exc.inactive and (request.user.is_authenticated or agent_is_public(slug=slug)):
+            raise NotFoundHere("This agent is switched off at the moment.") from exc
+        raise NotFoundHere("There is no agent here.") from exc
     sig = request.GET.get("sig", "")
     signed = bool(sig) and signed_link_valid(
         agent.slug, sig, max_age=settings.VOICE_LINK_MAX_AGE_SECONDS

@@ -37,3 +37,6 @@ urlpatterns = [
         name="clm-sse",
     ),
 ]
+
+# The site's own 404 page (500.html is a template Django renders by itself).
+handler404 = "voiceapp.errors.not_found"

@@ -153,3 +153,35 @@ def test_a_non_staff_user_signs_in_on_the_site_and_reaches_a_private_agent(
     assert page.status_code == 302
     assert page["Location"] == "/agents/private/"
     assert client.get("/agents/private/").status_code == 200
+
+
+def test_missing_pages_are_the_sites_own_and_say_what_happened(
+    client: Client, make_agent: Callable[..., Agent], make_user: Callable[..., User]
+) -> None:
+    make_agent(slug="desk")
+    make_agent(slug="retired", is_active=False)
+    make_agent(slug="hidden-retired", is_active=False, is_public=False)
+
+    def lede(path: str) -> str:
+        page = client.get(path)
+        assert page.status_code == 404
+        html = page.content.decode()
+        assert '<link rel="stylesheet" href="/static/css/app.css">' in html
+        assert '<a href="/">See the agents you can talk to</a>' in html
+        return html.split('<p class="lede">')[1].split("</p>")[0]
+
+    assert lede("/agents/retired/") == "This agent is switched off at the moment."
+    assert lede("/agents/nobody/") == "There is no agent here."
+    # Anonymous visitors are not told that a private agent exists.
+    assert lede("/agents/hidden-retired/") == "There is no agent here."
+    assert lede("/no/such/page/") == "There is nothing at /no/such/page/."
+    client.force_login(make_user())
+    assert lede("/agents/hidden-retired/") == "This agent is switched off at the moment."
+
+
+def test_the_server_error_page_stands_alone() -> None:
+    from django.template.loader import render_to_string
+
+    html = render_to_string("500.html")
+    assert "<h1>Something went wrong</h1>" in html
+    assert '<a href="/">Back to the agents</a>' in html
