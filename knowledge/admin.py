@@ -6,9 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_safe
 
 from agents.models import Agent
 from knowledge.models import Chunk, Document, Status, VectorStore, VectorStoreFile
@@ -138,7 +142,40 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
     def stored_file(self, obj: Document) -> str:
         if not obj.file:
             return "—"
-        return format_html('<a href="{}">{}</a>', obj.file.url, obj.original_name or obj.file.name)
+        url = reverse("admin:knowledge_document_file", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.original_name or obj.file.name)
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<int:document_id>/file/",
+                self.admin_site.admin_view(require_safe(self.file_view)),
+                name="knowledge_document_file",
+            )
+        ]
+        # Before the defaults: "<path:object_id>/" would take the file's path.
+        return own + super().get_urls()
+
+    def file_view(self, request: HttpRequest, document_id: int) -> FileResponse:
+        """The uploaded file, to those who may view documents (media is never served as
+        files). Always a download: an HTML document must not run as a page of this site."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        document = get_object_or_404(Document, pk=document_id)
+        if not document.file:
+            raise Http404("This document has no stored file.")
+        try:
+            handle = document.file.open("rb")
+        except FileNotFoundError as exc:
+            raise Http404("The file is missing from storage.") from exc
+        response = FileResponse(
+            handle,
+            as_attachment=True,
+            filename=document.original_name or document.file.name.rsplit("/", 1)[-1],
+            content_type="application/octet-stream",
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
     def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
         document_save(

@@ -172,3 +172,27 @@ def test_moving_an_agent_off_openai_in_the_admin_removes_its_store(
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert (fake_openai.files, fake_openai.vector_stores) == ({}, {})
     assert not VectorStore.objects.exists()
+
+
+def test_staff_download_the_stored_file_and_operators_may_not(
+    admin_client: Client, client: Client, operator, make_agent, django_capture_on_commit_callbacks
+) -> None:
+    pdf = make_pdf(["Open at nine."])
+    with django_capture_on_commit_callbacks(execute=True):
+        post_upload(admin_client, "opening-hours.pdf", pdf)
+    document = Document.objects.get()
+    page = admin_client.get(reverse("admin:knowledge_document_change", args=[document.pk]))
+    url = reverse("admin:knowledge_document_file", args=[document.pk])
+    assert f'<a href="{url}">opening-hours.pdf</a>' in page.content.decode()
+
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == pdf
+    assert response["Content-Disposition"] == 'attachment; filename="opening-hours.pdf"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+    client.force_login(operator)  # may read conversations, not documents
+    assert client.get(url).status_code == 403
+    client.logout()
+    assert client.get(url).status_code == 302  # to the admin's sign-in
+    assert admin_client.get(reverse("admin:knowledge_document_file", args=[999])).status_code == 404

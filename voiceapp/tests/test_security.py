@@ -353,6 +353,13 @@ HTTP_MATRIX: list[Row] = [
         "needs view_conversation",
     ),
     Row(
+        "admin/knowledge/document/<int:document_id>/file/",
+        "GET",
+        "/admin/knowledge/document/{document}/file/",
+        admin("403", "200", "200"),
+        "a stored document, to view_document only (never a media URL)",
+    ),
+    Row(
         f"{REVIEW}turns/<int:turn_id>/audio/",
         "GET",
         f"/{REVIEW}turns/{{turn}}/audio/",
