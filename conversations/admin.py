@@ -194,6 +194,46 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
         # Conversations are a record of what happened: they are created by talking.
         return False
 
+    # The admin links a read-only relation to its change page whoever looks; operators
+    # may not open agents, prompt versions or users, so they get the name as text.
+    _RELATED = {
+        "agent": "agents.view_agent",
+        "prompt_version": "agents.view_promptversion",
+        "user": "auth.view_user",
+    }
+
+    def _as_text(self, request: HttpRequest, name: str) -> str:
+        permission = self._RELATED.get(name)
+        if permission is None or request.user.has_perm(permission):
+            return name
+        return f"{name}_text"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [self._as_text(request, name) for name in super().get_readonly_fields(request, obj)]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        def swap(fields: Any) -> Any:
+            if isinstance(fields, str):
+                return self._as_text(request, fields)
+            return tuple(swap(field) for field in fields)
+
+        return [
+            (title, {**options, "fields": swap(options["fields"])})
+            for title, options in super().get_fieldsets(request, obj)
+        ]
+
+    @admin.display(description="agent")
+    def agent_text(self, obj: Conversation) -> str:
+        return str(obj.agent)
+
+    @admin.display(description="prompt version")
+    def prompt_version_text(self, obj: Conversation) -> str:
+        return str(obj.prompt_version)
+
+    @admin.display(description="user")
+    def user_text(self, obj: Conversation) -> str:
+        return str(obj.user) if obj.user is not None else "-"
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         # The page's title and the prompt version's name both show the agent's slug.
         return (

@@ -160,6 +160,28 @@ def test_operators_read_and_search_conversations(client: Client, operator, make_
     assert list(filtered.context["cl"].result_list) == [other]
 
 
+def test_the_review_page_links_only_what_the_reader_may_open(
+    client: Client, admin_client: Client, operator, make_agent, make_user
+) -> None:
+    agent = make_agent(name="Front desk")
+    caller = make_user()
+    conversation = conversation_start(agent=agent, channel=Channel.WEB_TEXT, user=caller)
+    url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    agent_url = reverse("admin:agents_agent_change", args=[agent.pk])
+    user_url = reverse("admin:auth_user_change", args=[caller.pk])
+
+    client.force_login(operator)
+    html = client.get(url).content.decode()
+    assert "Front desk" in html
+    assert caller.username in html
+    assert agent_url not in html  # a link operators would get a 403 from
+    assert user_url not in html
+
+    html = admin_client.get(url).content.decode()
+    assert f'href="{agent_url}"' in html
+    assert f'href="{user_url}"' in html
+
+
 def test_operators_cannot_change_conversations(client: Client, operator, make_agent) -> None:
     conversation = conversation_start(agent=make_agent(), channel=Channel.WEB_TEXT)
     client.force_login(operator)
