@@ -48,7 +48,12 @@ CONVERSATION_COLUMNS = (
     "started_at",
     "ended_at",
 )
-CSV_HEADER = (*CONVERSATION_COLUMNS, *TURN_COLUMNS)
+# A spreadsheet needs distinct column names: where a conversation's field and a turn's share
+# a name (status), the CSV says whose it is.
+CSV_HEADER = (
+    *(f"conversation_{c}" if c in TURN_COLUMNS else c for c in CONVERSATION_COLUMNS),
+    *(f"turn_{c}" if c in CONVERSATION_COLUMNS else c for c in TURN_COLUMNS),
+)
 
 
 def _iso(value: Any) -> str | None:

@@ -241,9 +241,9 @@ def document_index(*, document_id: int) -> Document | None:
             )
             for draft in drafts
         )
-        where = f" from {pages} pages" if pages else ""
+        where = f" from {pages} page{'s' if pages != 1 else ''}" if pages else ""
         document.status = Status.DONE
-        document.status_message = f"{len(drafts)} chunks{where}."
+        document.status_message = f"{len(drafts)} chunk{'s' if len(drafts) != 1 else ''}{where}."
         document.indexed_at = timezone.now()
         document.save(update_fields=["status", "status_message", "indexed_at", "updated_at"])
         vector_store_request_sync(agent_ids=document.agents.values_list("pk", flat=True))

@@ -601,6 +601,8 @@ def test_csv_export_holds_exactly_the_selected_conversations(operator_client, th
     assert body == csv_text([third, first])  # the list's order: newest first
     rows = list(csv.reader(io.StringIO(body)))
     assert rows[0] == list(CSV_HEADER)
+    assert len(set(CSV_HEADER)) == len(CSV_HEADER)  # every column has its own name
+    assert {"conversation_status", "turn_status"} <= set(CSV_HEADER)
     column = {name: n for n, name in enumerate(CSV_HEADER)}
     assert [
         [row[column[name]] for name in ("conversation", "index", "role", "heard_text", "label")]

@@ -50,7 +50,7 @@ def test_staff_upload_a_document_for_agents_and_it_is_indexed(
     assert (body["title"], body["kind"], body["agents"]) == ("Hours", "pdf", ["desk"])
     # Indexing ran after the response's transaction: read the status back.
     status = admin_client.get(f"{URL}{document.pk}/").json()
-    assert (status["status"], status["status_message"]) == (Status.DONE, "1 chunks from 1 pages.")
+    assert (status["status"], status["status_message"]) == (Status.DONE, "1 chunk from 1 page.")
 
 
 def test_a_title_and_several_agents_may_be_given(admin_client: Client, make_agent) -> None:
