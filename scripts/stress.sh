@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-20}
 bash scripts/install.sh --dev
-BIN=$PWD/${VENV:-.venv}/bin
+venv=${VENV:-.venv}
+[[ $venv == /* ]] || venv=$PWD/$venv
+BIN=$venv/bin
 mkdir -p test-artifacts
 
 "$BIN/python" -c "while True: pass" &

@@ -25,7 +25,9 @@ if ((${#need[@]})); then
 fi
 
 bash scripts/install.sh --dev
-BIN=$ROOT/${VENV:-.venv}/bin
+venv=${VENV:-.venv}
+[[ $venv == /* ]] || venv=$ROOT/$venv
+BIN=$venv/bin
 PY=$BIN/python
 mkdir -p test-artifacts
 
