@@ -129,11 +129,21 @@ def _turn_csv_text(conversations: Iterable[Conversation], keys: set[tuple[str, i
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin[Conversation]):
-    list_display = ("started_at", "agent", "channel", "status", "external_id", "user")
+    list_display = (
+        "started_at",
+        "agent",
+        "channel",
+        "status",
+        "duration",
+        "end_reason",
+        "external_id",
+        "user",
+    )
     list_filter = (
         "agent",
         "channel",
         "status",
+        "end_reason",
         ("started_at", admin.DateFieldListFilter),
         InterruptedFilter,
         LabelFilter,
@@ -156,6 +166,8 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
         "status",
         "started_at",
         "ended_at",
+        "end_reason",
+        "duration",
         "provider_conversation_id",
         "reset_requested",
         "engine_state",
@@ -168,6 +180,7 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
                     ("agent", "prompt_version"),
                     ("channel", "status"),
                     ("started_at", "ended_at"),
+                    ("duration", "end_reason"),
                     ("user", "external_id"),
                     "id",
                 )
@@ -221,6 +234,16 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
             (title, {**options, "fields": swap(options["fields"])})
             for title, options in super().get_fieldsets(request, obj)
         ]
+
+    @admin.display(description="duration")
+    def duration(self, obj: Conversation) -> str:
+        """How long it lasted, start to end (while active: so far is not shown)."""
+        if obj.ended_at is None:
+            return "-"
+        seconds = max(0, round((obj.ended_at - obj.started_at).total_seconds()))
+        minutes, seconds = divmod(seconds, 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
     @admin.display(description="agent")
     def agent_text(self, obj: Conversation) -> str:

@@ -24,6 +24,13 @@ class ConversationStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class EndReason(models.TextChoices):
+    CALLER_HUNG_UP = "caller_hung_up", "Caller hung up"
+    AGENT_ENDED = "agent_ended", "Agent ended"
+    TIMED_OUT = "timed_out", "Timed out"
+    SERVER_RESTART = "server_restart", "Server restart"
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="conversations")
@@ -57,6 +64,12 @@ class Conversation(models.Model):
     )
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(
+        max_length=16,
+        choices=EndReason.choices,
+        blank=True,
+        help_text="Why it ended (empty while active). Resuming reopens it.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     provider_conversation_id = models.CharField(
         "provider conversation id",

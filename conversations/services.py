@@ -21,6 +21,7 @@ from conversations.models import (
     Channel,
     Conversation,
     ConversationStatus,
+    EndReason,
     Role,
     Turn,
     TurnLabel,
@@ -89,11 +90,38 @@ def conversation_get_or_start(
 
 
 def conversation_end(
-    *, conversation: Conversation, status: ConversationStatus = ConversationStatus.ENDED
+    *,
+    conversation: Conversation,
+    status: ConversationStatus = ConversationStatus.ENDED,
+    reason: EndReason | str = "",
 ) -> Conversation:
     conversation.status = status
     conversation.ended_at = timezone.now()
-    conversation.save(update_fields=["status", "ended_at", "updated_at"])
+    conversation.end_reason = reason
+    conversation.save(update_fields=["status", "ended_at", "end_reason", "updated_at"])
+    return conversation
+
+
+def conversation_close(*, conversation_id: str, reason: EndReason) -> bool:
+    """A live channel's socket has closed: end its conversation, if it is still active
+    (another socket may have resumed it meanwhile). Returns whether it ended now."""
+    return bool(
+        Conversation.objects.filter(pk=conversation_id, status=ConversationStatus.ACTIVE).update(
+            status=ConversationStatus.ENDED,
+            ended_at=timezone.now(),
+            end_reason=reason,
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def conversation_reopen(*, conversation: Conversation) -> Conversation:
+    """A caller came back to an ended conversation (a reconnect, a reload): it goes on."""
+    if conversation.status != ConversationStatus.ACTIVE:
+        conversation.status = ConversationStatus.ACTIVE
+        conversation.ended_at = None
+        conversation.end_reason = ""
+        conversation.save(update_fields=["status", "ended_at", "end_reason", "updated_at"])
     return conversation
 
 

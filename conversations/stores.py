@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Field, Max
 from django.utils import timezone
 
@@ -27,10 +27,20 @@ from agents.llm import ChatMessage, ConversationContext, LLMConfig, Passage
 from agents.models import Agent, LLMProvider
 from agents.selectors import agent_llm_config
 from conversations.events import MONITOR_GROUP
-from conversations.models import Channel, Conversation, Role, Turn, TurnStatus
+from conversations.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    EndReason,
+    Role,
+    Turn,
+    TurnStatus,
+)
 from conversations.replies import Answer
 from conversations.services import (
+    conversation_close,
     conversation_get_or_start,
+    conversation_reopen,
     conversation_start,
     turn_cut,
     turn_event,
@@ -124,7 +134,10 @@ def _resume(
     """
     try:
         conversation = Conversation.objects.select_related("prompt_version").get(
-            pk=uuid.UUID(conversation_id), agent=agent, channel=channel, status="active"
+            pk=uuid.UUID(conversation_id),
+            agent=agent,
+            channel=channel,
+            status__in=(ConversationStatus.ACTIVE, ConversationStatus.ENDED),
         )
     except (ValueError, Conversation.DoesNotExist):
         return None
@@ -132,6 +145,7 @@ def _resume(
         not isinstance(user, User) or user.pk != conversation.user_id
     ):
         return None
+    conversation_reopen(conversation=conversation)
     history = [
         ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
         for role, text, heard in conversation.turns.order_by("index").values_list(
@@ -143,6 +157,17 @@ def _resume(
 
 
 resume_conversation = database_sync_to_async(_resume)
+
+
+async def close_conversation(live: LiveConversation, reason: EndReason) -> None:
+    """The socket serving ``live`` has closed: its conversation ends (until resumed). A
+    database that cannot be reached is logged: the socket is gone either way."""
+    try:
+        await database_sync_to_async(conversation_close)(
+            conversation_id=live.conversation_id, reason=reason
+        )
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("conversation %s not marked ended: %s", live.conversation_id, exc)
 
 
 @dataclass

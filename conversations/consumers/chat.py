@@ -31,6 +31,7 @@ from conversations.stores import (
     LiveConversation,
     TurnKnowledge,
     UserTurn,
+    close_conversation,
     open_conversation,
     prepare_turn,
     record_exchange,
@@ -116,8 +117,16 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
         )
 
     async def disconnect(self, code: int) -> None:
-        drain.unregister(self.live_socket)
+        await self.release()
+
+    async def release(self) -> None:
+        """On a disconnect, and however else the consumer ends: the reply in flight is
+        stored as interrupted, then the conversation ends (until it is resumed)."""
+        await super().release()
         await self._cancel_reply()
+        if getattr(self, "ready", False):
+            self.ready = False
+            await close_conversation(self.live, self.end_reason())
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
+from conversations.models import EndReason
 from voiceapp import drain
 
 #: RFC 6455 / IANA 1013 "Try Again Later": the database is unreachable right now.
@@ -13,6 +14,10 @@ CLOSE_TRY_AGAIN_LATER = 1013
 #: The database cannot be reached (down, restarting, connection lost): the client is told
 #: ``unavailable`` and may try again; nothing of the turn is stored.
 DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+#: The server's close codes that say why a conversation ended (4408: maximum length).
+_REASONS = {drain.CLOSE_SERVICE_RESTART: EndReason.SERVER_RESTART, 4408: EndReason.TIMED_OUT}
 
 
 class ReleasesOnEnd:
@@ -27,6 +32,17 @@ class ReleasesOnEnd:
     """
 
     live_socket: drain.LiveSocket | None = None
+    closed_with: int | None = None  # the close code this side sent, if it closed first
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self.closed_with is None and isinstance(code, int) and not isinstance(code, bool):
+            self.closed_with = code
+        await super().close(code=code, reason=reason)  # type: ignore[misc]
+
+    def end_reason(self) -> EndReason:
+        """Why the conversation on this socket ends: the server's close code when it
+        closed (restart, time limit), else the caller hung up (or went away)."""
+        return _REASONS.get(self.closed_with or 0, EndReason.CALLER_HUNG_UP)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:

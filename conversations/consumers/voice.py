@@ -46,7 +46,12 @@ from conversations.echo_frames import (
 from conversations.models import Channel
 from conversations.realtime.session import VoiceSession, VoiceSettings, speech_error_frame
 from conversations.realtime.turns import TurnSettings
-from conversations.stores import LiveConversation, open_conversation, resume_conversation
+from conversations.stores import (
+    LiveConversation,
+    close_conversation,
+    open_conversation,
+    resume_conversation,
+)
 from conversations.voice_store import VoiceTurnStore, retrieve_for
 from voiceapp import drain, metrics
 from voiceapp.logs import bind_conversation
@@ -83,6 +88,7 @@ class VoiceConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer
     # channel of its own (with Redis, one blocking connection per socket).
     channel_layer_alias = None
     session: VoiceSession | None = None
+    live: LiveConversation | None = None
     live_id = ""
 
     async def connect(self) -> None:
@@ -119,8 +125,11 @@ class VoiceConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer
         if timer is not None:
             timer.cancel()
         if self.session is not None:
-            await self.session.close()
+            await self.session.close()  # a reply in flight is stored as interrupted
             self.session = None
+        if self.live is not None:
+            live, self.live = self.live, None
+            await close_conversation(live, self.end_reason())
 
     async def refuse(self, code: str, message: str, close_code: int) -> None:
         log.warning("voice socket refused (%s): %s", code, message)
@@ -306,7 +315,7 @@ class VoiceConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer
         else:
             live = await open_conversation(agent, Channel.WEB_VOICE, None, self.scope.get("user"))
             history = []
-        self.live_id = live.conversation_id
+        self.live, self.live_id = live, live.conversation_id
         # Bound before the session starts its tasks, so that they inherit it.
         bind_conversation(live.conversation_id)
         log.info(

@@ -107,3 +107,25 @@ async def test_private_agents_need_a_user_or_a_signed_link(make_agent) -> None:
     socket, session = await connect(f"/agents/private/chat?sig={signed_link_token('private')}")
     assert session["type"] == "session"
     await socket.disconnect()
+
+
+async def test_closing_the_socket_ends_the_conversation_and_resuming_reopens_it(eliza) -> None:
+    socket, session = await connect("/agents/eliza/chat")
+    await ask(socket, "I feel tired at work.")
+    await socket.disconnect()
+    conversation = await sync_to_async(Conversation.objects.get)()
+    assert (conversation.status, conversation.end_reason) == ("ended", "caller_hung_up")
+    assert conversation.ended_at is not None
+    assert conversation.ended_at >= conversation.started_at
+
+    socket, again = await connect(f"/agents/eliza/chat?conversation={session['conversation']}")
+    assert again["resumed"] is True
+    await conversation.arefresh_from_db()
+    assert (conversation.status, conversation.ended_at, conversation.end_reason) == (
+        "active",
+        None,
+        "",
+    )
+    await socket.disconnect()
+    await conversation.arefresh_from_db()
+    assert conversation.status == "ended"

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
-from conversations.models import Turn
+from conversations.models import Conversation, Turn
 from conversations.tests.hume_payloads import payload, sparse_user
 from testing.fake_openai import FakeOpenAI
 from testing.waits import until
@@ -120,6 +120,9 @@ async def test_a_chat_reply_in_flight_ends_with_done_then_the_socket_closes(
         lambda: list(Turn.objects.order_by("index").values_list("role", "text"))
     )()
     assert turns == [("user", "Go on."), ("assistant", REPLY)]
+    # Until the page reconnects elsewhere and resumes it.
+    conversation = await Conversation.objects.aget()
+    assert (conversation.status, conversation.end_reason) == ("ended", "server_restart")
 
 
 async def test_a_voice_greeting_being_spoken_ends_whole_then_the_socket_closes(

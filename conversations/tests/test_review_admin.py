@@ -33,7 +33,7 @@ from conversations.review import (
     transcript,
 )
 from conversations.selectors import agent_review_dashboard, percentile
-from conversations.services import conversation_start, turn_label, turn_record
+from conversations.services import conversation_end, conversation_start, turn_label, turn_record
 from conversations.voice_store import wav_file
 
 pytestmark = pytest.mark.django_db
@@ -838,3 +838,22 @@ def test_a_reply_is_paired_with_the_user_turn_before_it(call) -> None:
     assert views[0].waterfall is None  # the greeting answers nobody and was not timed
     assert views[2].waterfall is not None
     assert views[2].waterfall.vad_end_at == call.question.vad_end_at
+
+
+def test_the_list_shows_how_long_a_call_lasted_and_why_it_ended(
+    client: Client, operator, make_agent
+) -> None:
+    agent = make_agent()
+    call = conversation_start(agent=agent, channel=Channel.WEB_VOICE)
+    conversation_end(conversation=call, reason="caller_hung_up")
+    Conversation.objects.filter(pk=call.pk).update(
+        ended_at=call.started_at + dt.timedelta(seconds=65)
+    )
+    conversation_start(agent=agent, channel=Channel.WEB_TEXT)  # still going
+    client.force_login(operator)
+    url = reverse("admin:conversations_conversation_changelist")
+    html = client.get(url).content.decode()
+    assert '<td class="field-duration">1:05</td>' in html
+    assert '<td class="field-end_reason">Caller hung up</td>' in html
+    ended = client.get(url, {"end_reason__exact": "caller_hung_up"})
+    assert [c.pk for c in ended.context["cl"].result_list] == [call.pk]

@@ -393,3 +393,33 @@ async def test_sessions_end_at_the_maximum_length(doctor_agent, settings) -> Non
     assert frame["code"] == "session_too_long"
     assert await client.ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4408}
     await client.ws.disconnect()
+
+
+async def test_a_call_ended_by_the_caller_or_the_time_limit_ends_its_conversation(
+    doctor_agent, settings
+) -> None:
+    from conversations.models import Conversation
+
+    client = Client("/conversation")
+    await client.connect()
+    await client.send({"type": "open", "format": "pcm_16000"})
+    [session] = [f for f in await client.until("session") if f["type"] == "session"]
+    await client.until("metrics")  # the greeting is spoken and stored
+    await client.send({"type": "close"})  # "End call"
+    assert (await client.ws.receive_output(timeout=10))["type"] == "websocket.close"
+    await client.ws.disconnect()
+    first = await Conversation.objects.aget(pk=session["conversation"])
+    assert (first.status, first.end_reason) == ("ended", "caller_hung_up")
+
+    settings.VOICE_MAX_SESSION_SECONDS = 3
+    client = Client("/conversation")
+    await client.connect()
+    await client.send({"type": "open", "format": "pcm_16000"})
+    frames = await client.until("error", wait_s=30)
+    assert frames[-1]["code"] == "session_too_long"
+    [session] = [f for f in frames if f["type"] == "session"]
+    while (await client.ws.receive_output(timeout=10))["type"] != "websocket.close":
+        pass
+    await client.ws.disconnect()
+    second = await Conversation.objects.aget(pk=session["conversation"])
+    assert (second.status, second.end_reason) == ("ended", "timed_out")
