@@ -187,7 +187,7 @@ def test_staff_download_the_stored_file_and_operators_may_not(
 
     response = admin_client.get(url)
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == pdf
+    assert response.getvalue() == pdf
     assert response["Content-Disposition"] == 'attachment; filename="opening-hours.pdf"'
     assert response["X-Content-Type-Options"] == "nosniff"
 
