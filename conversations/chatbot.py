@@ -117,7 +117,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse, QueryDict, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
@@ -149,9 +148,16 @@ from agents.speech.registry import build_stt, build_tts
 from agents.speech_text import speakable
 from agents.text_checks import unstorable_reason
 from conversations import warmup
-from conversations.models import Channel, Conversation, ConversationStatus, Role, Turn
+from conversations.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    EndReason,
+    Role,
+    Turn,
+)
 from conversations.replies import Answer, stream_answer
-from conversations.services import conversation_end
+from conversations.services import conversation_end, conversations_end_for_channel
 from conversations.stores import (
     Exchange,
     LiveConversation,
@@ -163,7 +169,6 @@ from conversations.stores import (
     write_exchange,
 )
 from conversations.voice_store import USER_AUDIO_RATE, wav_file
-from knowledge.tasks import conversations_reset
 from voiceapp.api import error_body
 
 log = logging.getLogger(__name__)
@@ -822,7 +827,10 @@ def _address_owner(agent_id: int, address: str) -> int | None:
     """The id of the user whose conversation ``address`` is, if it is anyone's."""
     owner: int | None = (
         Conversation.objects.filter(
-            agent_id=agent_id, channel=Channel.HTTP_API, external_id=address
+            agent_id=agent_id,
+            channel=Channel.HTTP_API,
+            external_id=address,
+            status=ConversationStatus.ACTIVE,
         )
         .values_list("user_id", flat=True)
         .first()
@@ -897,15 +905,15 @@ async def query_assistant(request: HttpRequest, caller: Caller) -> HttpResponseB
     return JsonResponse(reply)
 
 
-def _queue_reset(agent_id: int) -> None:
-    channels = [Channel.HTTP_API.value]
-    transaction.on_commit(
-        lambda: conversations_reset.delay(agent_ids=[agent_id], channels=channels)
+def _clear(agent_id: int) -> None:
+    conversations_end_for_channel(
+        agent_id=agent_id, channel=Channel.HTTP_API, reason=EndReason.MEMORY_CLEARED
     )
 
 
 @chatbot_endpoint
 async def clear_cache(request: HttpRequest, caller: Caller) -> HttpResponseBase:
-    """``POST /clearCache/``: every address of the agent starts a fresh conversation."""
-    await database_sync_to_async(_queue_reset)(caller.agent.pk)
+    """``POST /clearCache/``: every address of the agent starts a fresh conversation, with
+    a new ``thread_id``, at its next ``/queryAssistant/`` (the ended ones stay for review)."""
+    await database_sync_to_async(_clear)(caller.agent.pk)
     return JsonResponse({"statusCode": 200, "status": True})

@@ -29,6 +29,7 @@ class EndReason(models.TextChoices):
     AGENT_ENDED = "agent_ended", "Agent ended"
     TIMED_OUT = "timed_out", "Timed out"
     SERVER_RESTART = "server_restart", "Server restart"
+    MEMORY_CLEARED = "memory_cleared", "Memory cleared"
 
 
 class Conversation(models.Model):
@@ -89,10 +90,12 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-started_at"]
         constraints = [
+            # One active conversation per external session id; an ended one leaves the id
+            # free for the next (a chatbot address after /clearCache/).
             models.UniqueConstraint(
                 fields=["agent", "channel", "external_id"],
-                condition=~Q(external_id=""),
-                name="conversations_unique_external_id",
+                condition=~Q(external_id="") & Q(status="active"),
+                name="conversations_unique_active_external_id",
             ),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),

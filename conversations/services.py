@@ -71,12 +71,18 @@ def conversation_get_or_start(
     external_id: str,
     user: User | AnonymousUser | None = None,
 ) -> tuple[Conversation, bool]:
-    """The conversation for an external session id, created on first sight.
+    """The active conversation for an external session id, created on first sight (and
+    again after the last one ended).
 
     Two processes may see a new session id at the same moment; the unique constraint
     decides, and the loser reads the winner's row.
     """
-    lookup = {"agent": agent, "channel": channel, "external_id": external_id}
+    lookup = {
+        "agent": agent,
+        "channel": channel,
+        "external_id": external_id,
+        "status": ConversationStatus.ACTIVE,
+    }
     existing = Conversation.objects.filter(**lookup).first()
     if existing is not None:
         return existing, False
@@ -113,6 +119,15 @@ def conversation_close(*, conversation_id: str, reason: EndReason) -> bool:
             updated_at=timezone.now(),
         )
     )
+
+
+def conversations_end_for_channel(*, agent_id: int, channel: Channel, reason: EndReason) -> int:
+    """End every active conversation of ``agent_id`` on ``channel`` (a chatbot client's
+    /clearCache/): each session id starts a new conversation, with a new id, next time."""
+    now = timezone.now()
+    return Conversation.objects.filter(
+        agent_id=agent_id, channel=channel, status=ConversationStatus.ACTIVE
+    ).update(status=ConversationStatus.ENDED, ended_at=now, end_reason=reason, updated_at=now)
 
 
 def conversation_reopen(*, conversation: Conversation) -> Conversation:

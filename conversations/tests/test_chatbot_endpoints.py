@@ -452,27 +452,30 @@ async def test_each_address_continues_its_own_eliza_conversation(doctor: Agent) 
     assert set(answers[0]) == {"content", "run_id", "thread_id", "statusCode"}
 
 
-async def test_clear_cache_gives_the_next_prompt_a_fresh_conversation(doctor: Agent) -> None:
+async def test_clear_cache_gives_the_next_prompt_a_fresh_conversation_and_thread(
+    doctor: Agent,
+) -> None:
     exchanges = REFERENCE[3]["exchanges"][:2]
-    for exchange in exchanges:
-        await ask(exchange["user"], "aa:bb")
-    # Conversations of other channels and one-off /processText/ requests are not reset.
+    before = [await ask(exchange["user"], "aa:bb") for exchange in exchanges]
+    # Conversations of other channels and one-off /processText/ requests are not touched.
     assert (await post_json("/processText/", {"text": "Hello"})).status == 200
     web = await sync_to_async(conversation_start)(agent=doctor, channel=Channel.WEB_TEXT)
-    await sync_to_async(Conversation.objects.filter(pk=web.pk).update)(engine_state={"x": 1})
     cleared = await call("/clearCache")
     assert (cleared.status, cleared.json()) == (200, {"statusCode": 200, "status": True})
-    marked = await sync_to_async(_all)(
-        Conversation.objects.filter(reset_requested=True).values_list("external_id", flat=True)
-    )
-    assert marked == ["aa:bb"]
+    old = await Conversation.objects.aget(pk=before[0]["thread_id"])
+    assert (old.status, old.end_reason) == ("ended", "memory_cleared")  # kept for review
+    assert (await Conversation.objects.aget(pk=web.pk)).status == "active"
+
     answer = await ask("Dad never said he loved me.", "aa:bb")
     assert answer["content"] == eliza_replies("Dad never said he loved me.")[0]
     assert answer["content"] != "But your mother never understood you."
-    conversation = await sync_to_async(Conversation.objects.get)(external_id="aa:bb")
-    assert conversation.reset_requested is False
-    assert answer["thread_id"] == str(conversation.pk)  # the same record, fresh memory
-    assert await sync_to_async(conversation.turns.count)() == 6
+    # Conrad-X's clients expect a new thread after a clear: a new conversation.
+    assert answer["thread_id"] != before[0]["thread_id"]
+    fresh = await Conversation.objects.aget(pk=answer["thread_id"])
+    assert (fresh.external_id, fresh.status) == ("aa:bb", "active")
+    assert await sync_to_async(fresh.turns.count)() == 2
+    again = await ask("My mother is kind.", "aa:bb")
+    assert again["thread_id"] == answer["thread_id"]  # the new thread goes on
 
 
 @pytest.fixture
