@@ -360,6 +360,62 @@ def test_generated_audio_socket_frames_get_documented_answers(fuzz_server) -> No
         assert kinds[0] == "token"
 
 
+# --- the text chat socket ----------------------------------------------------------------
+
+CHAT_ERRORS = {"bad_frame", "empty_message", "message_too_long"}
+chat_messages = st.fixed_dictionaries(
+    {"type": st.just("message") | json_values},
+    optional={"text": words | json_values, "extra": json_values},
+)
+chat_frames = st.one_of(
+    chat_messages.map(lambda m: json.dumps(m)),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+    st.integers(1, 2000).map(lambda n: "[" * n + "]" * n),  # nesting, up to deep
+)
+# Longer than any generated text: its answer (message_too_long) marks the end of a step.
+CHAT_PROBE = json.dumps({"type": "message", "text": "x" * 5000})
+
+
+def test_generated_chat_frames_get_documented_answers(fuzz_server) -> None:
+    chat = Reconnecting(
+        f"{fuzz_server.ws_url}/agents/fuzz/chat",
+        lambda socket: json.loads(socket.recv(timeout=20)),  # the session frame
+        fuzz_server.http_url,
+    )
+    codes: set[str] = set()
+
+    @settings(
+        max_examples=HTTP_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(frame=chat_frames)
+    def check(frame: str) -> None:
+        socket = chat.get()
+        socket.send(frame)
+        socket.send(CHAT_PROBE)
+        while True:  # every frame up to the probe's answer is one the README documents
+            answer = json.loads(socket.recv(timeout=20))
+            assert answer.get("type") in {"delta", "done", "error"}, answer
+            if answer["type"] == "error":
+                assert answer["code"] in CHAT_ERRORS, answer
+                codes.add(answer["code"])
+                if answer["code"] == "message_too_long":
+                    break
+
+    check()
+    assert chat.reconnects == 0  # no generated frame closes the chat socket
+    assert {"bad_frame", "empty_message"} <= codes
+    # Still serving: a plain message is answered in full.
+    socket = chat.get()
+    socket.send(json.dumps({"type": "message", "text": "I am sad about my work."}))
+    while (answer := json.loads(socket.recv(timeout=20)))["type"] != "done":
+        assert answer["type"] == "delta", answer
+    assert answer["text"]
+
+
 # --- HTTP endpoints ----------------------------------------------------------------------
 
 HTTP_TARGETS = [
