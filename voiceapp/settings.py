@@ -300,6 +300,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "conversations.chatbot_schema.add_chatbot_paths",
+        "voiceapp.api_schema.add_shared_errors",
     ],
 }
 # Largest upload to /processAudioFile/ (bytes); bigger ones are refused with 413.

@@ -56,6 +56,23 @@ def test_the_schema_is_served_to_anyone(client: Client) -> None:
     assert response.json()["info"]["title"] == "Voice agents API"
 
 
+def test_every_api_operation_documents_the_shared_errors(client: Client) -> None:
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        if path.startswith("/api/")
+        for method, operation in methods.items()
+    ]
+    assert len(operations) == 19
+    for path, method, operation in operations:
+        for status in ("401", "403", "429"):
+            content = operation["responses"][status]["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/ApiError"}, (path, method)
+    error = schema["components"]["schemas"]["ApiError"]
+    assert error["properties"]["error"]["required"] == ["code", "message"]
+
+
 def test_swagger_ui_loads_its_assets_from_this_server_not_a_cdn(client: Client) -> None:
     response = client.get("/api/docs/")
     assert response.status_code == 200
