@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from agents.models import Agent
 from conversations.exports import CSV_HEADER, conversation_as_dict, csv_rows, csv_text
-from conversations.models import Conversation, Turn, TurnLabel
+from conversations.models import Channel, Conversation, Turn, TurnLabel
 from conversations.review import (
     LABEL_CHOICES,
     RangeNotSatisfiable,
@@ -281,7 +281,10 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
     ) -> HttpResponse:
         if obj is not None:
             context.update(
-                turns=transcript(list(turn_list_for_review(conversation=obj))),
+                turns=transcript(
+                    list(turn_list_for_review(conversation=obj)),
+                    end_of_turn_ms=_end_of_turn_ms(obj),
+                ),
                 can_label=request.user.has_perm(LABEL_PERMISSION),
                 can_listen=request.user.has_perm(LISTEN_PERMISSION),
                 label_choices=LABEL_CHOICES,
@@ -464,3 +467,11 @@ class TurnAdmin(admin.ModelAdmin[Turn]):
             ]
             documents.append(document)
         return _download(_json_text(documents), "application/json", "json", "turns")
+
+
+def _end_of_turn_ms(conversation: Conversation) -> int | None:
+    """The end-of-turn silence a voice conversation ran with (from its agent snapshot)."""
+    if conversation.channel != Channel.WEB_VOICE:
+        return None
+    value = (conversation.agent_snapshot or {}).get("end_of_turn_silence_ms")
+    return value if isinstance(value, int) else None

@@ -158,18 +158,21 @@ class Stage:
 
 @dataclass(frozen=True)
 class Waterfall:
-    """Where one reply's wait went: end of speech → STT → LLM first token → TTS first
-    audio, one bar after the other, and the voice-to-voice total measured end to end.
+    """Where one reply's wait went, from the end of speech: the end-of-turn wait (the
+    silence the agent waits for), STT, LLM first token, TTS first audio, one bar after the
+    other, and the voice-to-voice total measured end to end.
 
     Stages are durations (see ``conversations.realtime.session``); the total also holds
     what no stage measures (retrieval, waiting for the first clause), so it need not be
     their sum. A missing stage has no bar and the next one starts where the known ones end.
+    A greeting answers nobody: its chart is one bar, the time to its first audio.
     """
 
     stages: list[Stage]
     vad_end_at: dt.datetime | None
     scale_ms: int
     total_x: float | None
+    origin: str = "end of speech"
     width: int = _LABEL_W + _BAR_W + _VALUE_W
     label_x: int = _LABEL_W - 6
     bar_left: int = _LABEL_W
@@ -191,31 +194,39 @@ class Waterfall:
 
 
 STAGES = (
+    ("wait", "End-of-turn wait"),
     ("stt", "STT"),
     ("llm", "LLM first token"),
     ("tts", "TTS first audio"),
 )
 
 
-def waterfall(*, user: Turn | None, reply: Turn) -> Waterfall | None:
+def waterfall(
+    *, user: Turn | None, reply: Turn, end_of_turn_ms: int | None = None
+) -> Waterfall | None:
     """The waterfall of ``reply`` answering ``user`` (the user's turn holds the STT time
-    and the end of speech; the reply holds the rest). None when nothing was timed."""
-    stt_ms = user.stt_ms if user is not None else None
+    and the end of speech; the reply holds the rest). ``end_of_turn_ms`` is the silence the
+    agent waited for before the turn ended (voice calls only; None leaves the stage out).
+    None when nothing was timed."""
+    if user is None:
+        return _greeting(reply)
     values = {
-        "stt": stt_ms,
+        "wait": end_of_turn_ms,
+        "stt": user.stt_ms,
         "llm": reply.llm_first_token_ms,
         "tts": reply.tts_first_audio_ms,
     }
     total = reply.voice_to_voice_ms
-    if total is None and all(value is None for value in values.values()):
+    if total is None and all(values[key] is None for key in ("stt", "llm", "tts")):
         return None
+    stages_shown = [stage for stage in STAGES if stage[0] != "wait" or end_of_turn_ms is not None]
     known_sum = sum(value for value in values.values() if value is not None)
     scale_ms = max(total or 0, known_sum, 1)
     px_per_ms = _BAR_W / scale_ms
 
     stages: list[Stage] = []
     offset = 0
-    for row, (key, label) in enumerate(STAGES):
+    for row, (key, label) in enumerate(stages_shown):
         ms = values[key]
         stages.append(
             Stage(
@@ -235,14 +246,32 @@ def waterfall(*, user: Turn | None, reply: Turn) -> Waterfall | None:
             ms=total,
             x=float(_LABEL_W),
             width=round(_bar_width(total, px_per_ms), 1),
-            y=_TOP + len(STAGES) * _ROW_H,
+            y=_TOP + len(stages_shown) * _ROW_H,
         )
     )
     return Waterfall(
         stages=stages,
-        vad_end_at=user.vad_end_at if user is not None else None,
+        vad_end_at=user.vad_end_at,
         scale_ms=scale_ms,
         total_x=round(_LABEL_W + total * px_per_ms, 1) if total is not None else None,
+    )
+
+
+def _greeting(reply: Turn) -> Waterfall | None:
+    ms = reply.tts_first_audio_ms
+    if ms is None:
+        return None
+    scale_ms = max(ms, 1)
+    bar = Stage(
+        key="greeting",
+        label="First audio",
+        ms=ms,
+        x=float(_LABEL_W),
+        width=round(_bar_width(ms, _BAR_W / scale_ms), 1),
+        y=_TOP,
+    )
+    return Waterfall(
+        stages=[bar], vad_end_at=None, scale_ms=scale_ms, total_x=None, origin="call start"
     )
 
 
@@ -269,9 +298,10 @@ class TurnView:
         return f"turn-{self.turn.index}"
 
 
-def transcript(turns: Sequence[Turn]) -> list[TurnView]:
+def transcript(turns: Sequence[Turn], *, end_of_turn_ms: int | None = None) -> list[TurnView]:
     """``turns`` (in order) as the review page shows them: each reply is paired with the
-    user turn just before it, whose STT time and end of speech its waterfall starts with."""
+    user turn just before it, whose STT time and end of speech its waterfall starts with
+    (after ``end_of_turn_ms``, the silence a voice call waits for)."""
     views = []
     for position, turn in enumerate(turns):
         before = turns[position - 1] if position else None
@@ -285,7 +315,9 @@ def transcript(turns: Sequence[Turn]) -> list[TurnView]:
                 else Said(heard=turn.text, unheard="", matches=turn.heard_text == turn.text),
                 emotions=top_emotions(turn.prosody if isinstance(turn.prosody, dict) else {}),
                 refs=knowledge_refs(turn.knowledge_refs),
-                waterfall=waterfall(user=user, reply=turn) if is_reply else None,
+                waterfall=waterfall(user=user, reply=turn, end_of_turn_ms=end_of_turn_ms)
+                if is_reply
+                else None,
                 answers=user if is_reply else None,
             )
         )

@@ -57,8 +57,8 @@ REF = {
 PCM = b"".join(n.to_bytes(2, "little", signed=True) for n in range(-800, 800))
 WAV = wav_file(PCM, 16_000, "user.wav").read()
 FULL_WATERFALL = (
-    "Latency waterfall: STT 180 ms, LLM first token 420 ms, TTS first audio 95 ms, "
-    "Voice-to-voice 760 ms"
+    "Latency waterfall: End-of-turn wait 500 ms, STT 180 ms, LLM first token 420 ms, "
+    "TTS first audio 95 ms, Voice-to-voice 1300 ms"
 )
 
 
@@ -104,7 +104,7 @@ def record_call(agent: Agent, *, external_id: str = "") -> Call:
         text=ANSWER,
         llm_first_token_ms=420,
         tts_first_audio_ms=95,
-        voice_to_voice_ms=760,
+        voice_to_voice_ms=1300,  # from the last voiced audio: the 500 ms wait included
         knowledge_refs=[REF],
     )
     return Call(conversation, greeting, question, answer)
@@ -244,16 +244,18 @@ def test_each_reply_has_a_waterfall_with_its_exchange_timings(operator_client, c
     assert f'aria-label="{FULL_WATERFALL}"' in svg
     assert f"<title>{FULL_WATERFALL}</title>" in svg
     assert re.findall(r'data-stage="(\w+)" data-ms="(\d*)"', svg) == [
+        ("wait", "500"),  # the agent's end-of-turn silence, from the conversation's snapshot
         ("stt", "180"),
         ("llm", "420"),
         ("tts", "95"),
-        ("total", "760"),
+        ("total", "1300"),
     ]
-    # One bar after the other from the end of speech, on a 220 px scale for 760 ms.
+    # One bar after the other from the end of speech, on a 220 px scale for 1300 ms.
     assert re.findall(r'<rect class="bar" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg) == [
-        ("118.0", "52.1"),
-        ("170.1", "121.6"),
-        ("291.7", "27.5"),
+        ("118.0", "84.6"),
+        ("202.6", "30.5"),
+        ("233.1", "71.1"),
+        ("304.2", "16.1"),
         ("118.0", "220.0"),
     ]
 
@@ -266,20 +268,37 @@ def test_a_missing_stage_is_shown_as_missing_not_zero(operator_client, agent) ->
         role=Role.ASSISTANT,
         text="Hello.",
         llm_first_token_ms=300,
-        voice_to_voice_ms=600,
+        voice_to_voice_ms=1000,
     )
     response = operator_client.get(change_url(conversation))
     html = response.content.decode()
     label = (
-        "Latency waterfall: STT 150 ms, LLM first token 300 ms, TTS first audio missing, "
-        "Voice-to-voice 600 ms"
+        "Latency waterfall: End-of-turn wait 500 ms, STT 150 ms, LLM first token 300 ms, "
+        "TTS first audio missing, Voice-to-voice 1000 ms"
     )
     assert f'aria-label="{label}"' in html
     assert '<g class="stage stage-tts is-missing" data-stage="tts" data-ms="">' in html
     [tts] = re.findall(r'data-stage="tts".*?</g>', html, flags=re.S)
     assert '<rect class="bar-missing"' in tts
     assert '<rect class="bar"' not in tts
-    assert '<text class="stage-value" x="344" y="69">missing</text>' in tts
+    assert '<text class="stage-value" x="344" y="89">missing</text>' in tts
+
+
+def test_a_greeting_has_one_bar_of_its_own_and_text_chats_no_wait(operator_client, agent) -> None:
+    call = conversation_start(agent=agent, channel=Channel.WEB_VOICE)
+    turn_record(conversation=call, role=Role.ASSISTANT, text="Hello.", tts_first_audio_ms=120)
+    html = operator_client.get(change_url(call)).content.decode()
+    [svg] = re.findall(r'<svg[^>]*class="waterfall-chart".*?</svg>', html, flags=re.S)
+    assert re.findall(r'data-stage="(\w+)" data-ms="(\d*)"', svg) == [("greeting", "120")]
+    assert "is-missing" not in svg
+    assert "Time to the greeting's first audio" in html
+
+    chat = conversation_start(agent=agent, channel=Channel.HTTP_API)
+    turn_record(conversation=chat, role=Role.USER, text="Hi", stt_ms=90)
+    turn_record(conversation=chat, role=Role.ASSISTANT, text="Hello.", voice_to_voice_ms=400)
+    html = operator_client.get(change_url(chat)).content.decode()
+    stages = re.findall(r'data-stage="(\w+)"', html)
+    assert stages == ["stt", "llm", "tts", "total"]  # no end-of-turn wait outside a call
 
 
 def test_a_reply_without_timings_has_no_waterfall(operator_client, agent) -> None:
@@ -415,7 +434,7 @@ def test_operators_label_a_turn_from_the_page(operator_client, operator, call) -
     assert (call.answer.text, call.answer.heard_text, call.answer.voice_to_voice_ms) == (
         ANSWER,
         ANSWER,
-        760,
+        1300,
     )
     page = operator_client.get(response["Location"])
     assertContains(page, "Turn #2 labelled: Wrong answer.")

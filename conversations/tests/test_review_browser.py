@@ -38,8 +38,8 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "pw-12345-xyz"  # what conftest's make_user gives every user
 QUESTION = "Where do visitors sign in?"
 WATERFALL = (
-    "Latency waterfall: STT 212 ms, LLM first token 388 ms, TTS first audio 121 ms, "
-    "Voice-to-voice 794 ms"
+    "Latency waterfall: End-of-turn wait 500 ms, STT 212 ms, LLM first token 388 ms, "
+    "TTS first audio 121 ms, Voice-to-voice 1294 ms"
 )
 
 T = TypeVar("T")
@@ -132,7 +132,7 @@ def reviewed_call(make_agent: Callable[..., Agent], operator: User) -> Iterator[
         text="Visitors sign in at the front desk on the ground floor, and get a badge.",
         llm_first_token_ms=388,
         tts_first_audio_ms=121,
-        voice_to_voice_ms=794,
+        voice_to_voice_ms=1294,  # from the last voiced audio, the 500 ms wait included
         knowledge_refs=[
             {
                 "ref": "D3:C12",
@@ -246,10 +246,10 @@ def test_an_operator_reviews_a_voice_call_and_labels_a_reply(
     expect(chart).to_be_visible()
     expect(chart).to_have_attribute("aria-label", WATERFALL)
     bars = chart.locator("rect.bar")
-    expect(bars).to_have_count(4)
-    # Drawn at the chart's own size: 220 px stand for the 794 ms total.
-    widths = [(bars.nth(n).bounding_box() or {"width": 0})["width"] for n in range(4)]
-    assert widths == pytest.approx([ms * 220 / 794 for ms in (212, 388, 121, 794)], abs=0.2)
+    expect(bars).to_have_count(5)
+    # Drawn at the chart's own size: 220 px stand for the 1294 ms total.
+    widths = [(bars.nth(n).bounding_box() or {"width": 0})["width"] for n in range(5)]
+    assert widths == pytest.approx([ms * 220 / 1294 for ms in (500, 212, 388, 121, 1294)], abs=0.2)
 
     player = turns.nth(1).locator("audio.review-audio")
     expect(player).to_be_visible()
