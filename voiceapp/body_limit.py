@@ -8,6 +8,7 @@ is counted as it arrives and refused as soon as it passes the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -33,7 +34,7 @@ class BodyLimit:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_bytes:
-            await self._refuse(send, length)
+            await self._refuse(send, length, receive)
             return
         if length is not None:
             await self.app(scope, receive, send)
@@ -48,7 +49,7 @@ class BodyLimit:
                 break  # the client went away; let the app see that
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._refuse(send, size)
+                await self._refuse(send, size, receive)
                 return
             if not message.get("more_body", False):
                 break
@@ -60,7 +61,7 @@ class BodyLimit:
 
         await self.app(scope, replayed, send)
 
-    async def _refuse(self, send: Send, size: int) -> None:
+    async def _refuse(self, send: Send, size: int, receive: Receive | None = None) -> None:
         body = json.dumps(
             {
                 "error": {
@@ -80,7 +81,33 @@ class BodyLimit:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        if receive is None:
+            await send({"type": "http.response.body", "body": body})
+            return
+        # The whole answer goes out, but the response stays open while what the client is
+        # still sending is read and dropped: closing a socket with unread data makes the
+        # kernel send a reset, and a client still writing its body would lose the 413.
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await _drain(receive)
+        await send({"type": "http.response.body", "body": b""})
+
+
+#: After a refusal, how long and how much of the rest of a body is read and dropped.
+DRAIN_SECONDS = 2.0
+DRAIN_BYTES = 16 * 1024 * 1024
+
+
+async def _drain(receive: Receive) -> None:
+    drained = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while drained < DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                drained += len(message.get("body", b""))
+    except TimeoutError:
+        return
 
 
 def _content_length(scope: Scope) -> int | None:
