@@ -1169,8 +1169,11 @@ def test_a_foreign_pages_post_does_not_talk_as_the_signed_in_visitor(world: Worl
 
 async def asgi_post(path: str, body: bytes, *, declared: int | None = None) -> tuple[int, Any, int]:
     """POST through the project's ASGI application as a server would: the status, the JSON
-    body, and how many times the application asked for the request body."""
+    body, and how many times the application had asked for the request body when its
+    answer went out (a refusal then drains what the client still sends, which is not
+    counted)."""
     pulls = 0
+    answered_after: int | None = None
     sent: list[dict[str, Any]] = []
     length = len(body) if declared is None else declared
 
@@ -1183,7 +1186,10 @@ async def asgi_post(path: str, body: bytes, *, declared: int | None = None) -> t
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        nonlocal answered_after
         sent.append(message)
+        if message["type"] == "http.response.body" and answered_after is None:
+            answered_after = pulls
 
     scope = {
         "type": "http",
@@ -1205,7 +1211,11 @@ async def asgi_post(path: str, body: bytes, *, declared: int | None = None) -> t
     }
     await asyncio.wait_for(application(scope, receive, send), timeout=30)
     body_out = b"".join(m.get("body", b"") for m in sent[1:])
-    return sent[0]["status"], json.loads(body_out), pulls
+    return (
+        sent[0]["status"],
+        json.loads(body_out),
+        pulls if answered_after is None else answered_after,
+    )
 
 
 @pytest.mark.parametrize(
