@@ -543,9 +543,9 @@ def scan_log(text: str) -> LogErrors:
     return found
 
 
-def process_table(run: Run, servers: list[Server]) -> list[float]:
+def process_table(run: Run, servers: list[Server]) -> tuple[list[float], list[float]]:
     """Print CPU and RSS per process; return each server's RSS growth (%) from the warm-up
-    to the end.
+    to the end, and over the second half of the run (whether it levels off).
 
     A voice turn holds tens of MB for a moment, so one sample against another is noise:
     the growth compares the median over a window just after the warm-up with the median
@@ -556,10 +556,12 @@ def process_table(run: Run, servers: list[Server]) -> list[float]:
     warmup = run.settings.warmup
     warm = [s for s in samples if warmup <= s.at_s < warmup + window] or samples[-1:]
     end = [s for s in samples if s.at_s > samples[-1].at_s - window]
+    middle_at = (warmup + samples[-1].at_s) / 2
+    middle = [s for s in samples if abs(s.at_s - middle_at) <= window / 2] or warm
     span = samples[-1].at_s - samples[0].at_s
     print(
         f"  process (sampled every {SAMPLE_EVERY_S:.0f} s)   CPU   RSS MB: start"
-        "   after warm-up   at the end    peak   growth"
+        "   after warm-up   at the end    peak   growth   2nd half"
     )
     print(
         f"  {'':<28} % of a core {'':>12}"
@@ -567,18 +569,22 @@ def process_table(run: Run, servers: list[Server]) -> list[float]:
     )
     names = [f"server {n} (pid {s.pid})" for n, s in enumerate(servers, 1)] + ["client"]
     growth: list[float] = []
+    second_half: list[float] = []
     for i, name in enumerate(names):
         cpu = (samples[-1].cpu_s[i] - samples[0].cpu_s[i]) / span * 100 if span else math.nan
         before = statistics.median(s.mb[i] for s in warm)
         after = statistics.median(s.mb[i] for s in end)
         change = (after - before) / before * 100
+        mid = statistics.median(s.mb[i] for s in middle)
+        late = (after - mid) / mid * 100
         if i < len(servers):
             growth.append(change)
+            second_half.append(late)
         print(
             f"    {name:<28} {cpu:4.0f}% {samples[0].mb[i]:13.0f} {before:15.0f} {after:12.0f}"
-            f" {max(s.mb[i] for s in samples):7.0f}  {change:+6.1f}%"
+            f" {max(s.mb[i] for s in samples):7.0f}  {change:+6.1f}%  {late:+6.1f}%"
         )
-    return growth
+    return growth, second_half
 
 
 def steady_rate(run: Run, ended_at: list[float]) -> float:
@@ -638,7 +644,7 @@ def report(run: Run, servers: list[Server], stored: Stored, logs: list[LogErrors
     print("  errors by kind:" + ("" if kinds else " none"))
     for kind, count in kinds.most_common():
         print(f"    {count:>6}  {kind}")
-    growth = process_table(run, servers)
+    growth, second_half = process_table(run, servers)
 
     tracebacks = sum(sum(log.tracebacks.values()) for log in logs)
     verdicts = [
@@ -650,6 +656,12 @@ def report(run: Run, servers: list[Server], stored: Stored, logs: list[LogErrors
             "RSS growth after warm-up: "
             + ", ".join(f"server {n} {g:+.1f}%" for n, g in enumerate(growth, 1))
             + f" (goal <= {RSS_GOAL_PCT:.0f}% each)",
+        ),
+        (
+            all(g <= RSS_GOAL_PCT / 2 for g in second_half),
+            "RSS levels off: growth over the second half "
+            + ", ".join(f"server {n} {g:+.1f}%" for n, g in enumerate(second_half, 1))
+            + f" (levelled when <= {RSS_GOAL_PCT / 2:.1f}% each)",
         ),
     ]
     print("Verdicts")
