@@ -350,7 +350,11 @@ class VoiceCall:
 
 def voice_connect(server: Server) -> websockets.connect:
     return websockets.connect(
-        server.url(VOICE_PATH), max_size=None, origin=Origin("http://127.0.0.1"), open_timeout=60
+        server.url(VOICE_PATH),
+        max_size=None,
+        # The page's own origin: scheme, host and port, as the server compares them.
+        origin=Origin(server.url("", scheme="http")),
+        open_timeout=60,
     )
 
 

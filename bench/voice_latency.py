@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 import numpy as np
@@ -77,7 +78,9 @@ async def session(
     speaks again, so a session's turns come at the pace of a real conversation."""
     await asyncio.sleep(offset * 0.37)  # callers do not all start talking at once
     results: list[dict[str, Any]] = []
-    async with websockets.connect(url, max_size=None, origin=Origin("http://127.0.0.1")) as ws:
+    # The page's own origin (scheme, host and port), as the server compares them.
+    page = urlsplit(url)._replace(scheme="http", path="", query="").geturl()
+    async with websockets.connect(url, max_size=None, origin=Origin(page)) as ws:
 
         async def recv() -> dict[str, Any]:
             message: dict[str, Any] = msgpack.unpackb(await ws.recv(), raw=False)
