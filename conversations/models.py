@@ -18,6 +18,11 @@ class Channel(models.TextChoices):
     HTTP_API = "http_api", "HTTP API"
 
 
+# One person's conversation on an agent's web page: typed and spoken turns alike. A call
+# started on the page continues the conversation the text chat began, and the reverse.
+WEB_CHANNELS = (Channel.WEB_TEXT, Channel.WEB_VOICE)
+
+
 class ConversationStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     ENDED = "ended", "Ended"
@@ -46,7 +51,11 @@ class Conversation(models.Model):
         blank=True,
         help_text="The agent's model, voice and turn-taking settings when it started.",
     )
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel = models.CharField(
+        max_length=16,
+        choices=Channel.choices,
+        help_text="Where it started; on the web page, text and voice turns share it.",
+    )
     external_id = models.CharField(
         "external session id",
         max_length=255,
@@ -138,6 +147,12 @@ class Turn(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
+    channel = models.CharField(
+        max_length=16,
+        choices=Channel.choices,
+        blank=True,
+        help_text="Where this turn came in: typed or spoken, on the same page.",
+    )
     text = models.TextField("text generated", blank=True)
     heard_text = models.TextField(
         "text heard",

@@ -166,8 +166,10 @@ def turn_record(
     voice_to_voice_ms: int | None = None,
     knowledge_refs: list[dict[str, Any]] | None = None,
     engine_state: dict[str, Any] | None = None,
+    channel: Channel | None = None,
 ) -> Turn:
-    """Append one turn to a conversation, whole, with the next index.
+    """Append one turn to a conversation, whole, with the next index. ``channel``: where it
+    came in, when not on the conversation's own channel.
 
     The conversation row is locked while the index is chosen, so turns recorded from
     several processes never collide or leave gaps. When ``engine_state`` is given it is
@@ -180,6 +182,7 @@ def turn_record(
         conversation=conversation,
         index=0 if last is None else last + 1,
         role=role,
+        channel=channel or conversation.channel,
         text=text,
         heard_text=text if heard_text is None else heard_text,
         interrupted=interrupted,

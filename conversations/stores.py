@@ -28,6 +28,7 @@ from agents.models import Agent, LLMProvider
 from agents.selectors import agent_llm_config
 from conversations.events import MONITOR_GROUP
 from conversations.models import (
+    WEB_CHANNELS,
     Channel,
     Conversation,
     ConversationStatus,
@@ -62,6 +63,9 @@ class LiveConversation:
     context: ConversationContext
     agent_id: int | None = None
     channel: str = ""  # a Channel value; labels this conversation's metrics
+    # Turns stored in it, as far as this socket knows (None: not counted). Turns stored
+    # from elsewhere (a call on the same page) make the stored count differ.
+    turns: int | None = None
 
 
 @dataclass
@@ -89,22 +93,27 @@ async def llm_config(agent: Agent) -> LLMConfig:
     return config
 
 
-def _live(conversation: Conversation, agent: Agent) -> LiveConversation:
+def _context(conversation: Conversation) -> ConversationContext:
+    # A requested reset starts the model afresh: no OpenAI conversation, no ELIZA memory.
+    # The next stored exchange saves the fresh state and clears the request.
+    if conversation.reset_requested:
+        return ConversationContext(engine_state={}, provider_conversation_id="")
+    return ConversationContext(
+        engine_state=dict(conversation.engine_state),
+        provider_conversation_id=conversation.provider_conversation_id,
+    )
+
+
+def _live(conversation: Conversation, agent: Agent, channel: str = "") -> LiveConversation:
+    """``channel``: the one serving it now (a call resumes a page's typed conversation)."""
     return LiveConversation(
         conversation_id=str(conversation.pk),
         session_id=conversation.external_id or str(conversation.pk),
         system_prompt=conversation.prompt_version.text,
         llm=_llm_config(agent),
-        # A requested reset starts the model afresh: no OpenAI conversation, no ELIZA
-        # memory. The next stored exchange saves the fresh state and clears the request.
-        context=ConversationContext(
-            engine_state={} if conversation.reset_requested else dict(conversation.engine_state),
-            provider_conversation_id=""
-            if conversation.reset_requested
-            else conversation.provider_conversation_id,
-        ),
+        context=_context(conversation),
         agent_id=agent.pk,
-        channel=conversation.channel,
+        channel=channel or conversation.channel,
     )
 
 
@@ -118,10 +127,35 @@ def _open(
     else:
         conversation = conversation_start(agent=agent, channel=channel, user=user)
     conversation = Conversation.objects.select_related("prompt_version").get(pk=conversation.pk)
-    return _live(conversation, agent)
+    live = _live(conversation, agent)
+    if not session_id:
+        live.turns = 0
+    return live
 
 
 open_conversation = database_sync_to_async(_open)
+
+
+def _history(conversation: Conversation) -> list[ChatMessage]:
+    """What the model should see of the stored turns: what was said and heard."""
+    return [
+        ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
+        for role, text, heard in conversation.turns.order_by("index").values_list(
+            "role", "text", "heard_text"
+        )
+        if role in (Role.USER, Role.ASSISTANT) and (heard or text)
+    ]
+
+
+def transcript_for_page(conversation_id: str) -> list[dict[str, str]]:
+    """The stored turns as the page shows them after a reload: typed and spoken alike."""
+    return [
+        {"role": role, "text": heard or text, "channel": channel}
+        for role, text, heard, channel in Turn.objects.filter(conversation_id=conversation_id)
+        .order_by("index")
+        .values_list("role", "text", "heard_text", "channel")
+        if role in (Role.USER, Role.ASSISTANT) and (heard or text)
+    ]
 
 
 def _resume(
@@ -129,14 +163,16 @@ def _resume(
 ) -> tuple[LiveConversation, list[ChatMessage]] | None:
     """Reopen a conversation after a reconnect, with the history the model should see.
 
-    Only a conversation of this agent and channel, still active, qualifies; one that
-    belongs to a user only to that user. Anything else is None (start a new one).
+    Only a conversation of this agent qualifies, on this channel (on the web page, typed
+    and spoken turns share one conversation: either web channel); one that belongs to a
+    user only to that user. Anything else is None (start a new one).
     """
+    channels = WEB_CHANNELS if channel in WEB_CHANNELS else (channel,)
     try:
         conversation = Conversation.objects.select_related("prompt_version").get(
             pk=uuid.UUID(conversation_id),
             agent=agent,
-            channel=channel,
+            channel__in=channels,
             status__in=(ConversationStatus.ACTIVE, ConversationStatus.ENDED),
         )
     except (ValueError, Conversation.DoesNotExist):
@@ -146,17 +182,30 @@ def _resume(
     ):
         return None
     conversation_reopen(conversation=conversation)
-    history = [
-        ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
-        for role, text, heard in conversation.turns.order_by("index").values_list(
-            "role", "text", "heard_text"
-        )
-        if role in (Role.USER, Role.ASSISTANT) and (heard or text)
-    ]
-    return _live(conversation, agent), history
+    live = _live(conversation, agent, channel)
+    live.turns = conversation.turns.count()
+    return live, _history(conversation)
 
 
 resume_conversation = database_sync_to_async(_resume)
+
+
+def _catch_up(live: LiveConversation) -> list[ChatMessage] | None:
+    """Before a typed turn on the web page: a call on the same page may have added turns
+    since this socket loaded the conversation (moving the model's state on), or ended
+    it. Reopens an ended conversation; when turns were added elsewhere, takes the stored
+    model state and returns the stored history (None when nothing changed)."""
+    conversation = Conversation.objects.get(pk=live.conversation_id)
+    conversation_reopen(conversation=conversation)
+    stored = conversation.turns.count()
+    if stored == live.turns:
+        return None
+    live.turns = stored
+    live.context = _context(conversation)
+    return _history(conversation)
+
+
+catch_up = database_sync_to_async(_catch_up)
 
 
 async def close_conversation(live: LiveConversation, reason: EndReason) -> None:
@@ -251,6 +300,7 @@ def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
                     conversation_id=conversation_id,
                     index=index,
                     role=Role.USER,
+                    channel=exchange.live.channel,
                     text=user.text,
                     heard_text=user.text,
                     prosody=user.prosody,
@@ -265,6 +315,7 @@ def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
                 conversation_id=conversation_id,
                 index=index,
                 role=Role.ASSISTANT,
+                channel=exchange.live.channel,
                 text=answer.text,
                 heard_text=answer.heard_text if answer.cancelled else answer.text,
                 interrupted=answer.cancelled,
@@ -277,6 +328,8 @@ def _write_exchanges(exchanges: list[Exchange]) -> list[Turn]:
             _attach_audio(turn, exchange.reply_audio)
             turns.append(turn)
             exchange.reply_index = index
+            if exchange.live.turns is not None:
+                exchange.live.turns += 1 if user is None else 2
             next_index[conversation_id] = index + 1
         Turn.objects.bulk_create(turns)
         _save_states(states)

@@ -1,9 +1,11 @@
 """Text chat for the web page: ``/agents/<slug>/chat`` and ``/chat`` (default agent).
 
 JSON text frames. Client: ``{"type": "message", "text": …}``. Server: ``session`` on
-connect (the conversation id, and its history when resumed), ``delta`` per clause as the
-reply streams, ``done`` with the whole reply, ``error`` (the socket stays open).
-Reconnect with ``?conversation=<id>`` to resume. Close codes as on the voice socket:
+connect (the conversation id, and its history when resumed: ``{role, text, channel}``),
+``delta`` per clause as the reply streams, ``done`` with the whole reply, ``error`` (the
+socket stays open). Reconnect with ``?conversation=<id>`` to resume; a call on the same
+page (the voice socket's ``open`` with that id) continues the same conversation, and a
+typed turn after it sees what was said. Close codes as on the voice socket:
 4401 sign-in or signed link needed, 4404 unknown or inactive agent.
 """
 
@@ -31,11 +33,13 @@ from conversations.stores import (
     LiveConversation,
     TurnKnowledge,
     UserTurn,
+    catch_up,
     close_conversation,
     open_conversation,
     prepare_turn,
     record_exchange,
     resume_conversation,
+    transcript_for_page,
 )
 from voiceapp import drain, metrics
 from voiceapp.logs import bind_conversation
@@ -95,13 +99,19 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
             self.agent.slug,
         )
         self.provider = build_provider(self.live.llm)
-        greeting = ""
         if resumed is None:
             greeting = self.agent.greeting or self.provider.greeting()
             if greeting:
                 answer = Answer(generated=[greeting], sent=[greeting])
                 await record_exchange(self.live, None, answer)
                 self.history.append(ChatMessage(role="assistant", content=greeting))
+            shown = [
+                {"role": m.role, "text": m.content, "channel": Channel.WEB_TEXT}
+                for m in self.history
+            ]
+        else:
+            # Typed and spoken turns alike: a call on this page shares the conversation.
+            shown = await database_sync_to_async(transcript_for_page)(self.live.conversation_id)
         self.ready = True
         # A draining process closes the socket with 1012 once no reply is in flight.
         restart = functools.partial(self.close, code=drain.CLOSE_SERVICE_RESTART)
@@ -112,7 +122,7 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
                 "conversation": self.live.conversation_id,
                 "agent": self.agent.slug,
                 "resumed": resumed is not None,
-                "history": [{"role": m.role, "text": m.content} for m in self.history],
+                "history": shown,
             }
         )
 
@@ -203,6 +213,8 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
             await self.send_json({"type": "delta", "text": clause})
 
         try:
+            if (stored := await catch_up(self.live)) is not None:
+                self.history = stored  # a call on the same page spoke meanwhile
             knowledge = await prepare_turn(self.live, text)
             await stream_answer(
                 provider=self.provider,

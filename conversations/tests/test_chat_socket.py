@@ -65,8 +65,8 @@ async def test_reconnecting_resumes_the_conversation_and_its_history(eliza) -> N
     assert again["resumed"] is True
     assert again["conversation"] == first["conversation"]
     assert again["history"][-2:] == [
-        {"role": "user", "text": "My mother worries about me."},
-        {"role": "assistant", "text": reply},
+        {"role": "user", "text": "My mother worries about me.", "channel": "web_text"},
+        {"role": "assistant", "text": reply, "channel": "web_text"},
     ]
     await ask(socket, "She calls every day.")
     await socket.disconnect()

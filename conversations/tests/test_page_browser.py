@@ -262,6 +262,8 @@ def test_a_call_hears_the_user_answers_and_plays_the_answer(
     greeting = page.locator(".turn.agent[data-channel=voice]").first
     expect(greeting).to_have_class(re.compile(r"\binterrupted\b"))
     expect(greeting.locator(".badge")).to_have_text("interrupted")
+    # Cut short, it is not speaking any more: no "speaking" ring left on it.
+    expect(greeting).to_have_attribute("data-playing", "false")
     unheard = " ".join(greeting.locator(".unheard").all_inner_texts())
     heard = greeting.locator(".clause").evaluate(
         "clause => [...clause.childNodes].filter(n => n.nodeType === Node.TEXT_NODE)"
@@ -450,6 +452,121 @@ def test_a_text_conversation_survives_a_dropped_socket_and_a_reload(
     expect(page.locator("#transcript .turn .text")).to_have_text(on_screen)
     assert urls[2].endswith(f"/agents/doctor/chat?conversation={conversation.pk}")
     assert in_db_thread(Conversation.objects.count) == 1
+
+
+PHASE_RECORDER = """
+window.phases = [];
+new MutationObserver(() => {
+  const phase = document.querySelector("#call-phase").dataset.phase;
+  if (phase !== window.phases.at(-1)) window.phases.push(phase);
+}).observe(document.querySelector("#call-phase"), { attributes: true });
+"""
+
+
+def test_typing_then_calling_is_one_conversation_shown_whole_after_a_reload(
+    doctor: Agent, start_server: Callable[..., Any], open_page: Callable[..., Page]
+) -> None:
+    server = start_server()
+    page = open_page(DESKTOP)
+    tap = VoiceTap()
+    tap.attach(page)
+    open_agent(page, f"{server.http_url}/agents/doctor/")
+    message = page.get_by_label("Message to Doctor")
+    message.fill("I am sad about my brother.")
+    message.press("Enter")
+    replies = page.locator(".turn.agent[data-complete=true] .text")
+    expect(replies).to_have_text([sentence_case("TELL ME MORE ABOUT YOUR FAMILY")])
+    typed = in_db_thread(lambda: Conversation.objects.get())
+
+    page.evaluate(PHASE_RECORDER)
+    page.get_by_role("button", name="Start call").click()
+    expect(page.locator("#call-button")).to_have_attribute("data-state", "live", timeout=30_000)
+    # The call continues the typed conversation, so it is not greeted again.
+    assert tap.of("sent", "open")[0]["conversation"] == str(typed.pk)
+    expect(page.locator("#call-status")).to_have_text("In a call. Speak when you're ready.")
+    # Typing waits while the call is on.
+    expect(message).to_be_disabled()
+    answer = page.locator(".turn.agent[data-channel=voice]")
+    expect(answer).to_have_count(1, timeout=30_000)
+    expect(answer).to_have_attribute("data-audio", "played", timeout=30_000)
+    expect(page.locator("#call-phase")).to_have_text("Listening…")
+    phases = page.evaluate("window.phases")
+    # Who had the floor, in order: the person, the agent working, the agent speaking.
+    assert phases[:4] == ["listening", "thinking", "speaking", "listening"]
+    screenshot(page, "call-after-typing-desktop-1280x800")
+    page.get_by_role("button", name="End call").click()
+    expect(message).to_be_enabled()
+    expect(page.locator("#call-phase")).to_have_text("")
+    assert tap.of("received", "reply")  # the answer came on the call
+    assert not [m for m in tap.of("received", "reply") if m["text"] == GREETING]
+
+    def stored() -> tuple[int, list[tuple[str, str]]]:
+        return Conversation.objects.count(), list(
+            Turn.objects.order_by("index").values_list("role", "channel")
+        )
+
+    conversations, turns = in_db_thread(stored)
+    assert conversations == 1
+    assert turns == [
+        ("assistant", "web_text"),
+        ("user", "web_text"),
+        ("assistant", "web_text"),
+        ("user", "web_voice"),
+        ("assistant", "web_voice"),
+    ]
+
+    # A reload shows the whole conversation: typed turns, then the call's, tagged "voice".
+    page.reload()
+    on_screen = page.locator("#transcript .turn")
+    expect(on_screen).to_have_count(5)
+    assert [t.get_attribute("data-channel") for t in on_screen.all()] == [
+        "text",
+        "text",
+        "text",
+        "voice",
+        "voice",
+    ]
+    expect(on_screen.nth(4).locator(".text")).to_have_text(ANSWER)
+    screenshot(page, "reloaded-text-and-voice-desktop-1280x800")
+
+
+def test_new_conversation_starts_afresh_and_ends_the_old_one(
+    doctor: Agent, start_server: Callable[..., Any], open_page: Callable[..., Page]
+) -> None:
+    server = start_server()
+    page = open_page(PHONE)
+    open_agent(page, f"{server.http_url}/agents/doctor/")
+    message = page.get_by_label("Message to Doctor")
+    message.fill("I am sad about my brother.")
+    message.press("Enter")
+    expect(page.locator(".turn.agent[data-complete=true]")).to_have_count(1)
+    expect(page.locator("#transcript .turn")).to_have_count(3)
+    first = in_db_thread(lambda: Conversation.objects.get())
+
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#transcript .turn")).to_have_count(0)
+    expect(page.locator(".transcript-empty")).to_be_visible()
+    message.fill("Hello.")
+    message.press("Enter")
+    # A new conversation: greeted afresh, and the old one ended as the person left it.
+    expect(page.locator("#transcript .turn .text").first).to_have_text(GREETING)
+    expect(page.locator(".turn.agent[data-complete=true]")).to_have_count(1)
+    expect(page.locator("#transcript .turn")).to_have_count(3)
+
+    def both() -> list[tuple[str, str, str]]:
+        return [
+            (str(c.pk), c.status, c.end_reason)
+            for c in Conversation.objects.order_by("started_at")
+        ]
+
+    eventually(page, lambda: [c[1] for c in in_db_thread(both)] == ["ended", "active"])
+    old, new = in_db_thread(both)
+    assert old == (str(first.pk), "ended", "caller_hung_up")
+    assert new[1] == "active"
+    # A reload keeps the new conversation, not the old one.
+    page.reload()
+    expect(page.locator("#transcript .turn")).to_have_count(3)
+    expect(page.locator("#transcript .turn.user .text")).to_have_text(["Hello."])
 
 
 def test_a_denied_microphone_is_explained_and_nothing_is_opened(

@@ -8,6 +8,7 @@ and the reply audio is transcribed back to check what the agent actually said.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +424,85 @@ async def test_a_call_ended_by_the_caller_or_the_time_limit_ends_its_conversatio
     await client.ws.disconnect()
     second = await Conversation.objects.aget(pk=session["conversation"])
     assert (second.status, second.end_reason) == ("ended", "timed_out")
+
+
+# --- one page, one conversation: typed and spoken turns --------------------------------------
+
+
+async def chat_ask(socket: WebsocketCommunicator, text: str) -> dict[str, Any]:
+    await socket.send_to(text_data=json.dumps({"type": "message", "text": text}))
+    while (frame := json.loads(await socket.receive_from(timeout=20)))["type"] not in (
+        "done",
+        "error",
+    ):
+        pass
+    assert frame["type"] == "done", frame
+    return frame
+
+
+async def chat_connect(path: str) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    socket = WebsocketCommunicator(application, path, headers=[HOST, ORIGIN])
+    connected, _ = await socket.connect()
+    assert connected
+    return socket, json.loads(await socket.receive_from(timeout=10))
+
+
+async def test_typing_then_calling_on_one_page_is_one_conversation_the_model_remembers(
+    remote_agent, fake_openai, need_a_job
+) -> None:
+    fake_openai.reply = lambda request: f"Noted {len(request.json['messages'])}."
+    chat, session = await chat_connect("/agents/storyteller/chat")
+    conversation = session["conversation"]
+    await chat_ask(chat, "My name is Ada.")
+
+    # The call continues the typed conversation: no second greeting, and the model is
+    # given what was typed.
+    call = Client("/agents/storyteller/conversation")
+    await call.connect()
+    await call.send({"type": "open", "conversation": conversation})
+    opened = await call.until("session")
+    assert opened[-1] == {"type": "session", "conversation": conversation, "resumed": True}
+    await call.stream(np.concatenate([silence(0.3), need_a_job, silence(1.0)]))
+    turn = await call.until("metrics")
+    assert not [f for f in opened if f["type"] in ("reply", "audio")]  # not greeted again
+    [heard] = [f["text"] for f in turn if f["type"] == "transcript"]
+    spoken_request = fake_openai.requests_to("/v1/chat/completions")[-1].json["messages"]
+    assert {"role": "user", "content": "My name is Ada."} in spoken_request
+    assert spoken_request[-1] == {"role": "user", "content": heard}
+    await call.send({"type": "close"})
+    await call.ws.disconnect()
+
+    # Typing after the call: the chat socket, open all along, sees what was said in it.
+    done = await chat_ask(chat, "What did I just say?")
+    typed_request = fake_openai.requests_to("/v1/chat/completions")[-1].json["messages"]
+    assert {"role": "user", "content": heard} in typed_request
+    assert typed_request[-1] == {"role": "user", "content": "What did I just say?"}
+    await chat.disconnect()
+
+    # One stored conversation, each turn with the channel it came in on.
+    stored = await sync_to_async(
+        lambda: (
+            Conversation.objects.count(),
+            list(Turn.objects.order_by("index").values_list("role", "channel", "text")),
+        )
+    )()
+    assert stored[0] == 1
+    turns = stored[1]
+    assert [(role, channel) for role, channel, _ in turns[-6:]] == [
+        ("user", "web_text"),
+        ("assistant", "web_text"),
+        ("user", "web_voice"),
+        ("assistant", "web_voice"),
+        ("user", "web_text"),
+        ("assistant", "web_text"),
+    ]
+    assert turns[-1][2] == done["text"]
+
+    # A reload shows both kinds of turn, in order.
+    again, resumed = await chat_connect(f"/agents/storyteller/chat?conversation={conversation}")
+    assert resumed["resumed"] is True
+    assert resumed["conversation"] == conversation
+    assert [(h["role"], h["channel"]) for h in resumed["history"][-6:]] == [
+        (role, channel) for role, channel, _ in turns[-6:]
+    ]
+    await again.disconnect()

@@ -4,7 +4,9 @@
 // `delta` {text} per clause, `done` {text, error}, `error` {code, message}.
 // The socket opens on the first message (or at once, to show the history, when this tab
 // already has a conversation with the agent); a dropped socket reconnects with
-// ?conversation=<id>, which resumes the same conversation on the server.
+// ?conversation=<id>, which resumes the same conversation on the server. The conversation
+// is the page's (see conversation.js): a call on this page continues it, and the
+// history shows its spoken turns too.
 
 import { ReconnectingSocket, socketUrl } from "./socket.js";
 
@@ -13,25 +15,23 @@ export class TextChat {
    * @param {object} options
    * @param {string} options.path  /agents/<slug>/chat
    * @param {string} options.sig  a signed link's token, or ""
-   * @param {string} options.storageKey  where this tab keeps the conversation id
+   * @param {import("./conversation.js").PageConversation} options.conversation
    * @param {import("./transcript.js").Transcript} options.transcript
    * @param {object} options.events  onState(state, message), onError({code, message}),
    *   onBusy(busy)
    */
-  constructor({ path, sig, storageKey, transcript, events }) {
+  constructor({ path, sig, conversation, transcript, events }) {
     this.path = path;
     this.sig = sig;
-    this.storageKey = storageKey;
+    this.conversation = conversation;
     this.transcript = transcript;
     this.events = events;
-    this.conversation = sessionStorage.getItem(storageKey);
-    this.shownConversation = null; // whose history is on screen
     this.ready = false; // `session` received on the current socket
     this.outbox = []; // messages typed while not connected
     this.pendingTurn = null; // the agent turn streaming in
     this.waiting = false; // a message is out and its reply has not finished
     this.socket = new ReconnectingSocket({
-      url: () => socketUrl(this.path, { sig: this.sig, conversation: this.conversation }),
+      url: () => socketUrl(this.path, { sig: this.sig, conversation: this.conversation.id }),
       onMessage: (data) => this.onFrame(data),
       onState: (state, detail) => this.onSocketState(state, detail),
     });
@@ -39,7 +39,16 @@ export class TextChat {
 
   /** Reconnect to this tab's conversation, if it has one, to show its history. */
   resumeIfAny() {
-    if (this.conversation) this.socket.start();
+    if (this.conversation.id) this.socket.start();
+  }
+
+  /** Close the socket (a new conversation is starting); the next message reopens it. */
+  stop() {
+    if (this.pendingTurn || this.waiting) this.cut("interrupted");
+    this.outbox = [];
+    this.ready = false;
+    this.socket.stop();
+    this.events.onState("idle", "");
   }
 
   send(text) {
@@ -107,17 +116,17 @@ export class TextChat {
   }
 
   onSession({ conversation, resumed, history }) {
-    const again = resumed && conversation === this.shownConversation;
-    this.conversation = conversation;
-    sessionStorage.setItem(this.storageKey, conversation);
+    const again = resumed && conversation === this.conversation.shown;
+    this.conversation.set(conversation);
     if (!again) {
-      // A new conversation, or this tab's earlier one after a reload: show its history,
-      // ahead of messages typed while the socket was opening.
+      // A new conversation, or this tab's earlier one after a reload: show its history
+      // (typed and spoken turns), ahead of messages typed while the socket was opening.
       const before = this.outbox[0]?.turn ?? null;
-      for (const { role, text } of history) {
-        this.transcript.addTurn(role === "user" ? "user" : "agent", "text", text, before);
+      for (const { role, text, channel } of history) {
+        const how = channel === "web_voice" ? "voice" : "text";
+        this.transcript.addTurn(role === "user" ? "user" : "agent", how, text, before);
       }
-      this.shownConversation = conversation;
+      this.conversation.shown = conversation;
     }
     this.ready = true;
     this.events.onState("ready", again ? "Reconnected." : "");

@@ -3,6 +3,7 @@
 // data-ms, data-error-code), which the browser tests read.
 
 import { TextChat } from "./chat.js";
+import { PageConversation } from "./conversation.js";
 import { Transcript } from "./transcript.js";
 import { VoiceCall } from "./voice.js";
 
@@ -10,6 +11,7 @@ const root = document.querySelector(".chat");
 const $ = (selector) => root.querySelector(selector);
 
 const transcript = new Transcript($("#transcript"), { agentName: root.dataset.agentName });
+const conversation = new PageConversation(`voiceapp:conversation:${root.dataset.agent}`);
 
 // --- messages for the person ----------------------------------------------------------
 
@@ -40,10 +42,18 @@ const latency = $("#latency");
 const played = $("#played");
 const level = $("#mic-level-bar");
 
+const PHASES = {
+  listening: "Listening…",
+  thinking: "Thinking…",
+  speaking: "Speaking…",
+};
+const phase = $("#call-phase");
+
 const call = new VoiceCall({
   path: root.dataset.voicePath,
   sig: root.dataset.sig,
   workletUrl: root.dataset.workletUrl,
+  conversation,
   transcript,
   events: {
     onState(state, message) {
@@ -52,6 +62,13 @@ const call = new VoiceCall({
       const inCall = !["idle", "error"].includes(state);
       callButton.querySelector(".label").textContent = inCall ? "End call" : "Start call";
       if (message !== undefined) callStatus.textContent = message;
+      setTyping(!inCall);
+    },
+    onPhase(name) {
+      // Who has the floor, from the socket's events; the status line keeps the call's state.
+      root.dataset.phase = name ?? "";
+      phase.dataset.phase = name ?? "";
+      phase.textContent = name ? PHASES[name] : "";
     },
     onError: showError,
     onMetrics(frame) {
@@ -93,7 +110,7 @@ const chatStatus = $("#chat-status");
 const chat = new TextChat({
   path: root.dataset.chatPath,
   sig: root.dataset.sig,
-  storageKey: `voiceapp:chat:${root.dataset.agent}`,
+  conversation,
   transcript,
   events: {
     onState(state, message) {
@@ -106,6 +123,16 @@ const chat = new TextChat({
     },
   },
 });
+
+// In a call the person speaks; typing comes back when the call ends (both go to the
+// same conversation, one at a time, so each sees what the other said).
+const sendButton = composer.querySelector("button[type=submit]");
+const typingHint = input.placeholder;
+function setTyping(allowed) {
+  input.disabled = !allowed;
+  sendButton.disabled = !allowed;
+  input.placeholder = allowed ? typingHint : "In a call: speak, or end the call to type.";
+}
 
 composer.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -129,7 +156,20 @@ input.addEventListener("input", () => {
   input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
 });
 
+// --- a new conversation ----------------------------------------------------------------
+
+$("#new-conversation").addEventListener("click", async () => {
+  clearError();
+  await call.stop();
+  chat.stop();
+  conversation.forget();
+  transcript.clear();
+  callStatus.textContent = "Not in a call.";
+  input.focus();
+});
+
 chat.resumeIfAny();
 callButton.disabled = false;
-composer.querySelector("button[type=submit]").disabled = false;
+sendButton.disabled = false;
+$("#new-conversation").disabled = false;
 root.dataset.ready = "true";

@@ -105,6 +105,14 @@ export class Transcript {
     turn.querySelector(".who").append(" ", badge);
   }
 
+  /** Empty the list (a new conversation), back to its first hint. */
+  clear() {
+    const hint = document.createElement("li");
+    hint.className = "transcript-empty";
+    hint.textContent = "Say hello: type a message below, or start a call.";
+    this.list.replaceChildren(hint);
+  }
+
   scroll() {
     this.list.scrollTop = this.list.scrollHeight;
   }

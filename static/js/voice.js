@@ -7,7 +7,11 @@
 // `played` (cumulative ms per token) every 250 ms while audio plays, and `state:
 // waiting` once per agent turn, only when the turn is over on the server (its `metrics`
 // frame came) and the last scheduled buffer has finished.
-// A dropped socket reconnects by itself and resumes the same conversation.
+// A dropped socket reconnects by itself and resumes the same conversation. The
+// conversation is the page's (conversation.js): a call after typing continues it.
+// While live, the call is in one phase at a time, from the socket's events: listening
+// (the person's turn), thinking (their words are in; no reply yet), speaking (the
+// agent's reply is playing).
 
 import { decode, Encoder } from "@msgpack/msgpack";
 
@@ -52,14 +56,16 @@ export class VoiceCall {
    * @param {string} options.path  the socket's path, /agents/<slug>/conversation
    * @param {string} options.sig  a signed link's token, or ""
    * @param {string} options.workletUrl
+   * @param {import("./conversation.js").PageConversation} options.conversation
    * @param {import("./transcript.js").Transcript} options.transcript
-   * @param {object} options.events  onState(state, message), onError({code, message}),
-   *   onMetrics(frame), onPlayed(totalMs), onLevel(rms)
+   * @param {object} options.events  onState(state, message), onPhase(phase),
+   *   onError({code, message}), onMetrics(frame), onPlayed(totalMs), onLevel(rms)
    */
-  constructor({ path, sig, workletUrl, transcript, events }) {
+  constructor({ path, sig, workletUrl, conversation, transcript, events }) {
     this.path = path;
     this.sig = sig;
     this.workletUrl = workletUrl;
+    this.conversation = conversation;
     this.transcript = transcript;
     this.events = events;
     this.state = "idle";
@@ -74,7 +80,8 @@ export class VoiceCall {
     this.micNode = null;
     this.socket = null;
     this.reportTimer = null;
-    this.conversation = null; // set by `session`; sent back in `open` to resume
+    this.joined = false; // a `session` came on this call (a reconnect then resumes)
+    this.phase = null;
     this.token = null;
     this.openSent = false;
     this.currentTurn = null; // the agent turn the server is producing now
@@ -92,6 +99,14 @@ export class VoiceCall {
   setState(state, message) {
     this.state = state;
     this.events.onState(state, message);
+    if (state !== "live") this.setPhase(null);
+  }
+
+  /** listening | thinking | speaking while live; null otherwise. */
+  setPhase(phase) {
+    if (phase === this.phase) return;
+    this.phase = phase;
+    this.events.onPhase?.(phase);
   }
 
   /** Start a call. Call from the click handler: the audio contexts need the gesture. */
@@ -103,7 +118,10 @@ export class VoiceCall {
     this.setState("starting", "Asking for the microphone…");
     this.player = new Player({
       sampleRate: OUTPUT_RATE,
-      onIdle: () => this.maybeSendWaiting(),
+      onIdle: () => {
+        this.maybeSendWaiting();
+        this.settlePhase();
+      },
     });
     this.player.resume();
     this.capture = new AudioContext({ sampleRate: CAPTURE_RATE });
@@ -185,7 +203,7 @@ export class VoiceCall {
   async fail({ code, message }) {
     if (this.state === "error") return;
     // The status line says what happened to the call; the alert says why.
-    this.setState("error", this.conversation ? "The call ended." : "The call did not start.");
+    this.setState("error", this.joined ? "The call ended." : "The call did not start.");
     this.events.onError({ code, message });
     const started = this.socket !== null;
     await this.teardown("connection lost");
@@ -226,7 +244,7 @@ export class VoiceCall {
     // reports_played: this page reports playback, so the server never guesses it from
     // elapsed time (it would credit words before any were played).
     const open = { type: "open", format: OUTPUT_FORMAT, reports_played: true };
-    if (this.conversation) open.conversation = this.conversation;
+    if (this.conversation.id) open.conversation = this.conversation.id;
     this.openSent = this.send(open);
   }
 
@@ -263,13 +281,19 @@ export class VoiceCall {
         this.token = frame.token;
         this.player.setToken(frame.token);
         break;
-      case "session":
-        this.conversation = frame.conversation;
+      case "session": {
+        const again = this.joined;
+        this.joined = true;
+        // The call's turns go on screen under whatever the page already shows of it.
+        this.conversation.set(frame.conversation);
+        this.conversation.shown = frame.conversation;
         this.setState(
           "live",
-          frame.resumed ? "Reconnected: the conversation goes on." : "In a call. Speak when you're ready.",
+          again ? "Reconnected: the conversation goes on." : "In a call. Speak when you're ready.",
         );
+        this.setPhase(this.turnOpen ? "speaking" : "listening");
         break;
+      }
       case "audio":
         this.onAudio(frame.audio);
         break;
@@ -280,6 +304,7 @@ export class VoiceCall {
         this.currentTurn = null;
         this.turnOpen = true;
         this.transcript.addTurn(frame.role === "user" ? "user" : "agent", "voice", frame.text);
+        if (frame.role === "user") this.setPhase("thinking");
         break;
       case "reply":
         this.onReply(frame);
@@ -290,6 +315,7 @@ export class VoiceCall {
         this.turnOpen = false;
         this.events.onMetrics(frame);
         this.maybeSendWaiting();
+        this.settlePhase();
         break;
       case "error":
         // Before `session` the call could not start (the server says why); once live,
@@ -317,6 +343,7 @@ export class VoiceCall {
     this.transcript.addClause(turn, text, this.player.receivedMs.get(token) ?? 0);
     this.turnOpen = true;
     this.needWaiting = true;
+    this.setPhase("speaking");
   }
 
   onAudio(payload) {
@@ -351,6 +378,14 @@ export class VoiceCall {
     this.needWaiting = false;
     this.token = newToken;
     this.player?.setToken(newToken);
+    this.setPhase("listening");
+  }
+
+  /** Once the reply has finished on the server and played here, it is the person's turn. */
+  settlePhase() {
+    if (this.state === "live" && !this.turnOpen && (this.player?.idle ?? true)) {
+      this.setPhase("listening");
+    }
   }
 
   /** Mark every agent turn whose audio has not finished playing as cut short. */
@@ -370,6 +405,7 @@ export class VoiceCall {
     const audio = this.turnAudio.get(turn);
     const heard = audio && this.player ? this.player.playedMs(audio.token) : 0;
     this.transcript.markInterrupted(turn, heard, audio?.endMs ?? 0, reason);
+    turn.dataset.playing = "false"; // it is not speaking any more: no ring
     turn.dataset.playedMs = String(Math.round(this.player?.turnPlayedMs(turn) ?? 0));
     this.voicedTurns.delete(turn);
   }
