@@ -169,6 +169,20 @@ def test_the_page_shows_every_turn_in_order_with_its_role(operator_client, call)
     assertContains(response, f'<p class="review-said">{ANSWER}</p>', html=True)
 
 
+def test_a_page_conversation_marks_typed_and_spoken_turns(operator_client, agent) -> None:
+    conversation = conversation_start(agent=agent, channel=Channel.WEB_TEXT)
+    turn_record(conversation=conversation, role=Role.USER, text="Typed first.")
+    turn_record(
+        conversation=conversation, role=Role.USER, text="Then said.", channel=Channel.WEB_VOICE
+    )
+    response = operator_client.get(change_url(conversation))
+    html = response.content.decode()
+    assert re.findall(r'class="review-badge badge-channel"[^>]*>(\w+)<', html) == [
+        "typed",
+        "voice",
+    ]
+
+
 def test_an_interrupted_turn_shows_the_heard_part_and_strikes_the_rest(
     operator_client, call
 ) -> None:
