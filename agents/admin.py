@@ -2,27 +2,58 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 from agents.models import Agent, LLMProvider, PromptVersion
-from agents.services import STORE_FIELDS, agent_make_default, prompt_version_create
+from agents.services import (
+    STORE_FIELDS,
+    agent_make_default,
+    prompt_version_activate,
+    prompt_version_create,
+)
 from knowledge.selectors import agents_with_knowledge_status, knowledge_summary, sync_summary
 from knowledge.services import conversations_mark_for_reset, vector_store_request_sync
 
 # Changing these moves an agent's OpenAI vector store (or removes it).
 
 
+_WORDS = re.compile(r"\S+|\s+")
+
+
+def word_diff(old: str, new: str) -> SafeString:
+    """``new`` against ``old``, word by word: removed words in <del>, added in <ins>."""
+    before, after = _WORDS.findall(old), _WORDS.findall(new)
+    parts: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for op, a1, a2, b1, b2 in matcher.get_opcodes():
+        if op == "equal":
+            parts.append(("{}", "".join(before[a1:a2])))
+            continue
+        if a2 > a1:
+            parts.append(("<del>{}</del>", "".join(before[a1:a2])))
+        if b2 > b1:
+            parts.append(("<ins>{}</ins>", "".join(after[b1:b2])))
+    return format_html_join("", "{}", ((format_html(f, t),) for f, t in parts))
+
+
 class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
     model = PromptVersion
     extra = 0
     can_delete = False
-    fields = ("number", "is_active", "text", "created_at", "created_by")
+    fields = ("number", "is_active", "changes", "created_at", "created_by", "make_active")
     readonly_fields = fields
     ordering = ("-number",)
     verbose_name = "prompt version"
@@ -30,6 +61,34 @@ class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
 
     def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
         return False
+
+    @admin.display(description="text (changes from the version before)")
+    def changes(self, version: PromptVersion) -> SafeString:
+        earlier = (
+            PromptVersion.objects.filter(agent_id=version.agent_id, number__lt=version.number)
+            .order_by("-number")
+            .values_list("text", flat=True)
+            .first()
+        )
+        if earlier is None:
+            return format_html('<div class="prompt-text">{}</div>', version.text or "(empty)")
+        if earlier == version.text:
+            return format_html('<div class="prompt-text">{}</div>', version.text or "(empty)")
+        return format_html(
+            '<div class="prompt-text prompt-diff">{}</div>', word_diff(earlier, version.text)
+        )
+
+    @admin.display(description="")
+    def make_active(self, version: PromptVersion) -> SafeString | str:
+        if version.is_active:
+            return "in use"
+        # A submit button of the agent's own form, sent to its own URL: no nested form.
+        url = reverse("admin:agents_promptversion_activate", args=[version.agent_id, version.pk])
+        return format_html(
+            '<button type="submit" class="button" formaction="{}" formnovalidate>'
+            "Make this version active again</button>",
+            url,
+        )
 
 
 class AgentForm(forms.ModelForm[Agent]):
@@ -71,6 +130,9 @@ class AgentForm(forms.ModelForm[Agent]):
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin[Agent]):
     form = AgentForm
+
+    class Media:
+        css = {"all": ("css/agent-admin.css",)}
     list_display = (
         "name",
         "slug",
@@ -84,11 +146,15 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
     list_filter = ("is_active", "is_public", "llm_provider", "stt_provider", "tts_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("is_default", "created_at", "updated_at")
+    readonly_fields = ("links", "default_flag", "created_at", "updated_at")
     inlines = [PromptVersionInline]
     actions = ["make_default", "reset_conversations", "sync_knowledge"]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "is_active", "is_default", "is_public", "greeting")}),
+        (None, {"fields": ("links",)}),
+        (
+            "Agent",
+            {"fields": ("name", "slug", "is_active", "default_flag", "is_public", "greeting")},
+        ),
         ("Prompt", {"fields": ("system_prompt",)}),
         (
             "Language model",
@@ -124,6 +190,65 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
         uses_openai = obj.llm_provider == LLMProvider.OPENAI
         if (change and STORE_FIELDS & set(form.changed_data)) or (not change and uses_openai):
             vector_store_request_sync(agent_ids=[obj.pk])
+
+    def get_fieldsets(self, request: HttpRequest, obj: Agent | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        # A new agent has no page, conversations or default flag yet.
+        return fieldsets[1:] if obj is None else fieldsets
+
+    @admin.display(description="Open")
+    def links(self, obj: Agent) -> SafeString:
+        conversations = reverse("admin:conversations_conversation_changelist")
+        dashboard = reverse("admin:conversations_conversation_dashboard")
+        return format_html(
+            '<a class="button" href="{}" target="_blank" rel="noopener">Talk to this agent ↗</a>'
+            ' <a href="{}?agent__id__exact={}">Its conversations</a>'
+            ' · <a href="{}?agent={}">Its dashboard</a>',
+            reverse("agent-chat", args=[obj.slug]),
+            conversations,
+            obj.pk,
+            dashboard,
+            obj.slug,
+        )
+
+    @admin.display(description="default agent")
+    def default_flag(self, obj: Agent) -> SafeString:
+        if obj.is_default:
+            return format_html(
+                "<strong>{}</strong>: it answers /conversation, /chat, /llm and the chatbot-server"
+                " endpoints. To change that, make another agent the default.",
+                "Yes",
+            )
+        return format_html(
+            "No. To make it the default, tick it in the <a href='{}'>agent list</a> and choose"
+            " “Make the selected agent the default”.",
+            reverse("admin:agents_agent_changelist"),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<int:agent_id>/prompt-versions/<int:version_id>/activate/",
+                self.admin_site.admin_view(require_POST(self.activate_version_view)),
+                name="agents_promptversion_activate",
+            )
+        ]
+        return own + super().get_urls()
+
+    def activate_version_view(
+        self, request: HttpRequest, agent_id: int, version_id: int
+    ) -> HttpResponse:
+        agent = get_object_or_404(Agent, pk=agent_id)
+        if not self.has_change_permission(request, agent):
+            raise PermissionDenied
+        version = get_object_or_404(PromptVersion, pk=version_id, agent=agent)
+        prompt_version_activate(version=version)
+        self.message_user(
+            request,
+            f"Prompt version {version.number} is active again; new conversations use it.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:agents_agent_change", args=[agent.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return agents_with_knowledge_status(super().get_queryset(request))

@@ -84,6 +84,22 @@ def prompt_version_create(
 
 
 @transaction.atomic
+def prompt_version_activate(*, version: PromptVersion) -> PromptVersion:
+    """Make an earlier version the agent's active prompt again (its text, unchanged, and
+    its number: conversations keep naming the version they ran with)."""
+    agent = version.agent
+    Agent.objects.select_for_update().filter(pk=agent.pk).first()
+    if version.is_active:
+        return version
+    PromptVersion.objects.filter(agent=agent, is_active=True).update(is_active=False)
+    version.is_active = True
+    version.save(update_fields=["is_active"])
+    agent_id = agent.pk
+    transaction.on_commit(lambda: agents_mark_for_reset_on_change(agent_ids=[agent_id]))
+    return version
+
+
+@transaction.atomic
 def agent_make_default(*, agent: Agent) -> Agent:
     """Move the default flag to ``agent`` (activating it) in one transaction."""
     Agent.objects.select_for_update().filter(is_default=True).exclude(pk=agent.pk).update(

@@ -216,3 +216,92 @@ def test_a_valid_eliza_script_is_saved(admin_client: Client, make_agent) -> None
     assert admin_client.post(url, data).status_code == 302
     agent.refresh_from_db()
     assert agent.eliza_script.startswith("(HI THERE)")
+
+
+# --- the agent editor: where to go from it, prompt history, the default flag ----------------
+
+
+def test_the_editor_links_to_the_agents_page_conversations_and_dashboard(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent(slug="front-desk")
+    html = admin_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+    assert 'href="/agents/front-desk/" target="_blank"' in html
+    assert "Talk to this agent" in html
+    conversations = reverse("admin:conversations_conversation_changelist")
+    assert f'href="{conversations}?agent__id__exact={agent.pk}"' in html
+    dashboard = reverse("admin:conversations_conversation_dashboard")
+    assert f'href="{dashboard}?agent=front-desk"' in html
+    # Those pages answer staff, filtered to the agent.
+    listing = admin_client.get(f"{conversations}?agent__id__exact={agent.pk}")
+    assert listing.status_code == 200
+    assert admin_client.get(f"{dashboard}?agent=front-desk").status_code == 200
+    # A new agent has none of them yet.
+    add = admin_client.get(reverse("admin:agents_agent_add")).content.decode()
+    assert "Talk to this agent" not in add
+
+
+def test_the_default_flag_says_what_it_means_and_how_to_move_it(
+    admin_client: Client, make_agent
+) -> None:
+    default = make_agent(slug="main", is_default=True)
+    other = make_agent(slug="other")
+    html = admin_client.get(reverse("admin:agents_agent_change", args=[default.pk])).content
+    assert "it answers /conversation, /chat, /llm" in html.decode()
+    html = admin_client.get(reverse("admin:agents_agent_change", args=[other.pk])).content
+    assert "Make the selected agent the default" in html.decode()
+    assert "icon-no.svg" not in html.decode()  # no bare red cross
+
+
+def test_each_prompt_version_shows_its_changes_word_by_word(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent()
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    for text in ("You are a calm receptionist.", "You are a cheerful receptionist. Be brief."):
+        data = form_data(admin_client.get(url))
+        data["system_prompt"] = text
+        assert admin_client.post(url, data).status_code == 302
+    html = admin_client.get(url).content.decode()
+    assert "<del>calm</del><ins>cheerful</ins>" in html
+    assert "<ins> Be brief.</ins>" in html or "<ins>Be brief.</ins>" in html
+
+
+def test_an_earlier_prompt_version_can_be_made_active_again(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent()
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    for text in ("First prompt.", "Second prompt."):
+        data = form_data(admin_client.get(url))
+        data["system_prompt"] = text
+        admin_client.post(url, data)
+    first = PromptVersion.objects.get(agent=agent, text="First prompt.")
+    activate = reverse("admin:agents_promptversion_activate", args=[agent.pk, first.pk])
+    html = admin_client.get(url).content.decode()
+    assert f'formaction="{activate}"' in html
+    assert admin_client.get(activate).status_code == 405  # a change: POST only
+
+    response = admin_client.post(activate, form_data(admin_client.get(url)))
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert agent.active_prompt == first
+    assert PromptVersion.objects.filter(agent=agent).count() == 3  # nothing new stored
+    # The editor now shows it, and saving unchanged keeps it.
+    data = form_data(admin_client.get(url))
+    assert data["system_prompt"] == "First prompt."
+    admin_client.post(url, data)
+    assert agent.active_prompt == first
+    # A new conversation runs with it.
+    conversation = conversation_start(agent=agent, channel=Channel.WEB_TEXT)
+    assert conversation.prompt_version == first
+
+
+def test_making_a_version_active_needs_change_permission(
+    client: Client, operator, make_agent
+) -> None:
+    agent = make_agent()
+    version = agent.active_prompt
+    client.force_login(operator)
+    url = reverse("admin:agents_promptversion_activate", args=[agent.pk, version.pk])
+    assert client.post(url).status_code == 403
