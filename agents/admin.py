@@ -133,6 +133,7 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
 
     class Media:
         css = {"all": ("css/agent-admin.css",)}
+
     list_display = (
         "name",
         "slug",

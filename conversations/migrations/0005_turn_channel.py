@@ -13,21 +13,39 @@ def fill_turn_channel(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0004_conversation_end_reason_one_active_per_session'),
+        ("conversations", "0004_conversation_end_reason_one_active_per_session"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='turn',
-            name='channel',
-            field=models.CharField(blank=True, choices=[('web_voice', 'Web voice'), ('web_text', 'Web text'), ('hume_clm', 'Hume custom LLM'), ('http_api', 'HTTP API')], help_text='Where this turn came in: typed or spoken, on the same page.', max_length=16),
+            model_name="turn",
+            name="channel",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("web_voice", "Web voice"),
+                    ("web_text", "Web text"),
+                    ("hume_clm", "Hume custom LLM"),
+                    ("http_api", "HTTP API"),
+                ],
+                help_text="Where this turn came in: typed or spoken, on the same page.",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='conversation',
-            name='channel',
-            field=models.CharField(choices=[('web_voice', 'Web voice'), ('web_text', 'Web text'), ('hume_clm', 'Hume custom LLM'), ('http_api', 'HTTP API')], help_text='Where it started; on the web page, text and voice turns share it.', max_length=16),
+            model_name="conversation",
+            name="channel",
+            field=models.CharField(
+                choices=[
+                    ("web_voice", "Web voice"),
+                    ("web_text", "Web text"),
+                    ("hume_clm", "Hume custom LLM"),
+                    ("http_api", "HTTP API"),
+                ],
+                help_text="Where it started; on the web page, text and voice turns share it.",
+                max_length=16,
+            ),
         ),
         migrations.RunPython(fill_turn_channel, migrations.RunPython.noop, elidable=True),
     ]

@@ -555,8 +555,7 @@ def test_new_conversation_starts_afresh_and_ends_the_old_one(
 
     def both() -> list[tuple[str, str, str]]:
         return [
-            (str(c.pk), c.status, c.end_reason)
-            for c in Conversation.objects.order_by("started_at")
+            (str(c.pk), c.status, c.end_reason) for c in Conversation.objects.order_by("started_at")
         ]
 
     eventually(page, lambda: [c[1] for c in in_db_thread(both)] == ["ended", "active"])

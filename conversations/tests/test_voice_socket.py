@@ -431,11 +431,9 @@ async def test_a_call_ended_by_the_caller_or_the_time_limit_ends_its_conversatio
 
 async def chat_ask(socket: WebsocketCommunicator, text: str) -> dict[str, Any]:
     await socket.send_to(text_data=json.dumps({"type": "message", "text": text}))
-    while (frame := json.loads(await socket.receive_from(timeout=20)))["type"] not in (
-        "done",
-        "error",
-    ):
-        pass
+    frame: dict[str, Any] = {"type": ""}
+    while frame["type"] not in ("done", "error"):
+        frame = json.loads(await socket.receive_from(timeout=20))
     assert frame["type"] == "done", frame
     return frame
 
