@@ -6,17 +6,18 @@ import difflib
 import re
 from typing import Any
 
-from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from agents.forms import AgentForm, unused_settings
 from agents.models import Agent, LLMProvider, PromptVersion
 from agents.services import (
     STORE_FIELDS,
@@ -24,13 +25,18 @@ from agents.services import (
     prompt_version_activate,
     prompt_version_create,
 )
+from agents.speech.base import SpeechError
+from agents.speech.catalog import piper_voices
+from agents.speech.piper import sample_wav
 from knowledge.selectors import agents_with_knowledge_status, knowledge_summary, sync_summary
 from knowledge.services import conversations_mark_for_reset, vector_store_request_sync
 
 # Changing these moves an agent's OpenAI vector store (or removes it).
 
 
-_WORDS = re.compile(r"\S+|\s+")
+VOICE_SAMPLE_TEXT = "Hello! This is how I sound. How can I help you today?"
+
+_WORDS = re.compile(r"\w+|[^\w\s]|\s+")
 
 
 def word_diff(old: str, new: str) -> SafeString:
@@ -91,59 +97,17 @@ class PromptVersionInline(admin.TabularInline[PromptVersion, Agent]):
         )
 
 
-class AgentForm(forms.ModelForm[Agent]):
-    llm_base_url = forms.URLField(
-        label="Base URL",
-        required=False,
-        assume_scheme="https",
-        help_text="e.g. http://127.0.0.1:11434/v1 for Ollama.",
-    )
-    system_prompt = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 8}),
-        required=False,
-        help_text="Saving a changed prompt stores it as a new version; old versions are kept.",
-    )
-
-    class Meta:
-        model = Agent
-        # The default flag moves only through the "make default" action (one default).
-        exclude = ("is_default",)  # noqa: DJ006 - every other field is editable
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            active = self.instance.active_prompt
-            self.fields["system_prompt"].initial = active.text if active else ""
-
-    def validate_unique(self) -> None:
-        super().validate_unique()  # the last step of the form's model validation
-        # Django checks only the constraints on the fields a form edits. This one leaves
-        # out the default flag, so "the default agent must be active" was never checked
-        # here and reached the database as an IntegrityError (a bare 500). Every constraint
-        # is checked now, except those on fields that already have an error.
-        try:
-            self.instance.validate_constraints(exclude=set(self.errors))
-        except ValidationError as exc:
-            self.add_error(None, exc)
-
-
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin[Agent]):
     form = AgentForm
 
     class Media:
         css = {"all": ("css/agent-admin.css",)}
+        js = ("js/agent-form.js",)
 
-    list_display = (
-        "name",
-        "slug",
-        "is_active",
-        "is_default",
-        "is_public",
-        "llm_provider",
-        "knowledge",
-        "openai_sync",
-    )
+    # Few, short columns: the list fits a laptop screen beside the admin's sidebars.
+    list_display = ("agent", "status", "language_model", "knowledge", "openai_sync")
+    list_display_links = ("agent",)
     list_filter = ("is_active", "is_public", "llm_provider", "stt_provider", "tts_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -179,6 +143,24 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
         ("Access and knowledge", {"fields": ("clm_token", "reset_policy")}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Agent | None = None,
+    ) -> HttpResponse:
+        if obj is not None and request.method == "GET" and (warning := unused_settings(obj)):
+            self.message_user(request, warning, messages.WARNING)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_change(self, request: HttpRequest, obj: Agent) -> HttpResponse:
+        if warning := unused_settings(obj):
+            self.message_user(request, warning, messages.WARNING)
+        return super().response_change(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
         if not change and not Agent.objects.filter(is_default=True).exists():
@@ -232,9 +214,34 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
                 "<int:agent_id>/prompt-versions/<int:version_id>/activate/",
                 self.admin_site.admin_view(require_POST(self.activate_version_view)),
                 name="agents_promptversion_activate",
-            )
+            ),
+            path(
+                "voice-sample/",
+                self.admin_site.admin_view(require_safe(self.voice_sample_view)),
+                name="agents_agent_voice_sample",
+            ),
         ]
         return own + super().get_urls()
+
+    def voice_sample_view(self, request: HttpRequest) -> HttpResponse:
+        """A Piper voice this machine has, saying a sentence (WAV): hear it before choosing."""
+        if not (self.has_change_permission(request) or self.has_add_permission(request)):
+            raise PermissionDenied
+        voice = request.GET.get("voice", "")
+        # Only voices the editor offers: never a file named by the request.
+        known = {c.value for c in piper_voices(settings.SPEECH_MODELS_DIR)}
+        if voice not in known:
+            return HttpResponseBadRequest(
+                "Samples are made with the Piper voices on this machine only; this is not one.",
+                content_type="text/plain; charset=utf-8",
+            )
+        try:
+            audio = sample_wav(voice, VOICE_SAMPLE_TEXT)
+        except SpeechError as exc:
+            return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+        response = HttpResponse(audio, content_type="audio/wav")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
     def activate_version_view(
         self, request: HttpRequest, agent_id: int, version_id: int
@@ -254,7 +261,23 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return agents_with_knowledge_status(super().get_queryset(request))
 
-    @admin.display(description="documents (indexing)")
+    @admin.display(description="agent", ordering="name")
+    def agent(self, obj: Agent) -> SafeString:
+        return format_html('{}<br><span class="agent-slug">/agents/{}/</span>', obj.name, obj.slug)
+
+    @admin.display(description="status")
+    def status(self, obj: Agent) -> str:
+        words = ["default" if obj.is_default else "", "active" if obj.is_active else "inactive"]
+        words.append("public" if obj.is_public else "sign-in")
+        return " · ".join(w for w in words if w)
+
+    @admin.display(description="language model", ordering="llm_provider")
+    def language_model(self, obj: Agent) -> str:
+        if obj.llm_provider == LLMProvider.ELIZA:
+            return "ELIZA"
+        return f"{obj.get_llm_provider_display()}: {obj.llm_model}"
+
+    @admin.display(description="documents")
     def knowledge(self, obj: Agent) -> str:
         return knowledge_summary(obj)
 

@@ -246,6 +246,9 @@ SPEECH_COMPUTE_TYPE = env.text(
     "SPEECH_COMPUTE_TYPE", "int8" if SPEECH_DEVICE == "cpu" else "float16"
 )
 SPEECH_CPU_THREADS = env.number("SPEECH_CPU_THREADS", 1, minimum=1)
+# More Piper voices and faster-whisper models than the bundled ones: the agent editor
+# offers what it finds here.
+SPEECH_MODELS_DIR = Path(env.text("SPEECH_MODELS_DIR", str(VAR_DIR / "speech-models")))
 # The environment variables an agent may name as its API key: exact names, or prefixes
 # ending in "*". Anything else (SECRET_KEY, DATABASE_URL, ...) is refused on save and on use.
 AGENT_KEY_VARIABLES = env.items("AGENT_KEY_VARIABLES", ["OPENAI_API_KEY", "AGENT_KEY_*"])

@@ -289,3 +289,23 @@ def _voice_sample_rate(config_path: Path) -> int:
             f"cannot read the sample rate from Piper config {str(config_path)!r}: {exc}",
             kind=SpeechErrorKind.CONFIG,
         ) from exc
+
+
+def sample_wav(voice: str | None, text: str, device: SpeechDevice | None = None) -> bytes:
+    """``text`` spoken by a Piper voice, as a WAV file (blocking: the voice loads on first
+    use). For hearing a voice before choosing it."""
+    import io
+    import wave
+
+    tts = PiperTTS(voice, device)
+    audio = b"".join(
+        float_to_pcm16_bytes(sentence.audio_float_array)
+        for sentence in tts.load_voice().synthesize(text)
+    )
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(tts.voice_rate)
+        wav.writeframes(audio)
+    return out.getvalue()

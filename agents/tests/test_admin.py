@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import re
+import wave
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +309,122 @@ def test_making_a_version_active_needs_change_permission(
     client.force_login(operator)
     url = reverse("admin:agents_promptversion_activate", args=[agent.pk, version.pk])
     assert client.post(url).status_code == 403
+
+
+# --- the agent form: what applies to the chosen model, and speech that exists --------------
+
+
+def test_each_model_setting_says_which_models_read_it(admin_client: Client, make_agent) -> None:
+    agent = make_agent()
+    html = admin_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content
+    page = html.decode()
+
+    def applies(name: str) -> str:
+        [tag] = re.findall(rf'<(?:input|textarea|select)[^>]*name="{name}"[^>]*>', page)
+        found = re.search(r'data-applies-to="([^"]*)"', tag)
+        return found[1] if found else ""
+
+    assert applies("eliza_script") == "eliza"
+    assert applies("llm_model") == "openai openai_compatible"
+    assert applies("llm_temperature") == "openai openai_compatible"
+    assert applies("llm_base_url") == "openai_compatible"
+    assert applies("system_prompt") == "openai openai_compatible"
+    assert applies("name") == ""  # every model has a name
+
+
+def test_an_eliza_agent_saves_without_the_model_settings_it_does_not_read(
+    admin_client: Client, make_agent
+) -> None:
+    agent = make_agent(llm_temperature=0.3, llm_max_tokens=200)
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    data = form_data(admin_client.get(url))
+    # Hidden in the editor, so a browser sends them empty.
+    data["llm_temperature"] = ""
+    data["llm_max_tokens"] = ""
+    data["name"] = "Renamed"
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    agent.refresh_from_db()
+    assert (agent.name, agent.llm_temperature, agent.llm_max_tokens) == ("Renamed", 0.3, 200)
+
+
+def test_staff_are_warned_when_an_eliza_agent_ignores_its_prompt_and_documents(
+    admin_client: Client, make_agent
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.services import document_create
+
+    agent = make_agent(name="Clinic", prompt_text="Be kind.")
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    warning = (
+        "Clinic uses ELIZA, which answers from its script alone: its system prompt is not used."
+    )
+    assert warning in admin_client.get(url).content.decode()
+
+    for n in range(2):
+        upload = SimpleUploadedFile(f"p{n}.txt", f"Policy number {n}.".encode())
+        document_create(file=upload, title=f"Policy {n}", agents=[agent])
+    data = form_data(admin_client.get(url))
+    response = admin_client.post(url, data, follow=True)
+    assert (
+        "its system prompt and its 2 knowledge documents are not used" in response.content.decode()
+    )
+    # A language model reads both: no warning.
+    agent.llm_provider = "openai_compatible"
+    agent.llm_model = "m"
+    agent.llm_base_url = "http://127.0.0.1:9/v1"
+    agent.save()
+    assert "not used" not in admin_client.get(url).content.decode()
+
+
+def test_voices_and_speech_models_on_this_machine_are_suggested(
+    admin_client: Client, make_agent, settings, tmp_path: Path
+) -> None:
+    settings.SPEECH_MODELS_DIR = tmp_path
+    (tmp_path / "amy").mkdir()
+    (tmp_path / "amy" / "en_US-amy-low.onnx").write_bytes(b"onnx")
+    (tmp_path / "amy" / "en_US-amy-low.onnx.json").write_text("{}")
+    (tmp_path / "lonely.onnx").write_bytes(b"no config beside it")
+    (tmp_path / "whisper-base").mkdir()
+    (tmp_path / "whisper-base" / "model.bin").write_bytes(b"weights")
+    agent = make_agent()
+    page = admin_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+    piper = re.search(r'<datalist id="id_tts_voice-piper">(.*?)</datalist>', page)
+    assert piper is not None
+    assert re.findall(r'<option value="([^"]+)">', piper[1]) == [
+        str(tmp_path / "amy" / "en_US-amy-low.onnx")
+    ]
+    assert "Empty: bundled: " in page  # the bundled voice is the empty value
+    openai = re.search(r'<datalist id="id_tts_voice-openai">(.*?)</datalist>', page)
+    assert openai is not None and '<option value="alloy">' in openai[1]
+    whisper = re.search(r'<datalist id="id_stt_model-faster_whisper">(.*?)</datalist>', page)
+    assert whisper is not None
+    assert str(tmp_path / "whisper-base") in whisper[1]
+    assert 'class="button hear-voice"' in page
+
+
+def test_a_bundled_voice_can_be_heard_before_it_is_chosen(admin_client: Client) -> None:
+    url = reverse("admin:agents_agent_voice_sample")
+    response = admin_client.get(url, {"voice": ""})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/wav"
+    body = response.content
+    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"
+    with wave.open(io.BytesIO(body)) as wav:
+        assert wav.getframerate() == 22_050
+        assert wav.getnframes() / wav.getframerate() > 1.5  # a whole sentence
+
+
+def test_a_voice_sample_never_loads_a_file_the_request_names(
+    admin_client: Client, client: Client, operator, tmp_path: Path
+) -> None:
+    url = reverse("admin:agents_agent_voice_sample")
+    stray = tmp_path / "stray.onnx"
+    stray.write_bytes(b"x")
+    (tmp_path / "stray.onnx.json").write_text("{}")
+    response = admin_client.get(url, {"voice": str(stray)})
+    assert response.status_code == 400
+    assert "Piper voices on this machine only" in response.content.decode()
+    client.force_login(operator)  # may read conversations, not edit agents
+    assert client.get(url, {"voice": ""}).status_code == 403
