@@ -397,7 +397,8 @@ def test_voices_and_speech_models_on_this_machine_are_suggested(
     ]
     assert "Empty: bundled: " in page  # the bundled voice is the empty value
     openai = re.search(r'<datalist id="id_tts_voice-openai">(.*?)</datalist>', page)
-    assert openai is not None and '<option value="alloy">' in openai[1]
+    assert openai is not None
+    assert '<option value="alloy">' in openai[1]
     whisper = re.search(r'<datalist id="id_stt_model-faster_whisper">(.*?)</datalist>', page)
     assert whisper is not None
     assert str(tmp_path / "whisper-base") in whisper[1]
@@ -410,7 +411,7 @@ def test_a_bundled_voice_can_be_heard_before_it_is_chosen(admin_client: Client) 
     assert response.status_code == 200
     assert response["Content-Type"] == "audio/wav"
     body = response.content
-    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"
+    assert (body[:4], body[8:12]) == (b"RIFF", b"WAVE")
     with wave.open(io.BytesIO(body)) as wav:
         assert wav.getframerate() == 22_050
         assert wav.getnframes() / wav.getframerate() > 1.5  # a whole sentence

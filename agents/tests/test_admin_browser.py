@@ -246,4 +246,5 @@ def test_the_agent_list_fits_a_laptop_and_the_dashboard_a_phone(
     # Every control can be reached without scrolling sideways.
     for button in phone.locator("#content button, #content input[type=submit]").all():
         box = button.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box is not None
+        assert 0 <= box["x"] <= box["x"] + box["width"] <= 390
