@@ -156,18 +156,14 @@ from conversations.models import (
     Role,
     Turn,
 )
-from conversations.replies import Answer, stream_answer
 from conversations.services import conversation_end, conversations_end_for_channel
 from conversations.stores import (
-    Exchange,
     LiveConversation,
-    TurnKnowledge,
     UserTurn,
     llm_config,
     open_conversation,
-    prepare_turn,
-    write_exchange,
 )
+from conversations.turn import PendingTurn, answer_turn
 from conversations.voice_store import USER_AUDIO_RATE, wav_file
 from voiceapp.api import error_body
 
@@ -647,9 +643,9 @@ async def _audio_body(
     """The response body: the model writes clauses into a queue while this synthesises
     and sends the earlier ones. Whatever ends it (the reply is done, the client hangs up,
     synthesis fails), the exchange is stored once, with the text whose audio was sent."""
-    answer = Answer()
+    turn = PendingTurn(live, request.user)
+    answer = turn.answer
     clauses: asyncio.Queue[str | None] = asyncio.Queue()
-    knowledge = TurnKnowledge()
     first_clause_at: float | None = None
 
     async def emit(clause: str) -> None:
@@ -659,19 +655,10 @@ async def _audio_body(
         await clauses.put(clause)
 
     async def produce() -> None:
-        nonlocal knowledge
+        # Stored below, once it is known how much of the reply's audio was delivered.
         try:
-            knowledge = await prepare_turn(live, request.user.text)
-            await stream_answer(
-                provider=provider,
-                system_prompt=live.system_prompt,
-                history=[ChatMessage(role="user", content=request.user.text)],
-                context=live.context,
-                emit=emit,
-                answer=answer,
-                passages=knowledge.passages,
-                transform=speakable,
-            )
+            messages = [ChatMessage(role="user", content=request.user.text)]
+            await turn.produce(provider, messages, emit, transform=speakable)
         finally:
             clauses.put_nowait(None)
 
@@ -721,18 +708,19 @@ async def _audio_body(
         if first_audio_at is not None and request.user_audio is not None:
             timings["voice_to_voice_ms"] = round((first_audio_at - request.received_at) * 1000)
         store_audio = settings.VOICE_STORE_AUDIO
-        exchange = Exchange(
-            live=live,
-            user=request.user,
-            answer=answer,
-            knowledge_refs=knowledge.refs,
-            timings=timings,
-            user_audio=request.user_audio if store_audio else None,
-            reply_audio=wav_file(bytes(reply_pcm), OUTPUT_SAMPLE_RATE, "reply.wav")
-            if store_audio and reply_pcm
-            else None,
-        )
-        await asyncio.shield(_store_single(exchange))
+
+        async def store_and_end() -> None:
+            await turn.store(
+                timings=timings,
+                user_audio=request.user_audio if store_audio else None,
+                reply_audio=wav_file(bytes(reply_pcm), OUTPUT_SAMPLE_RATE, "reply.wav")
+                if store_audio and reply_pcm
+                else None,
+            )
+            # A one-request conversation: it ends with its only exchange.
+            await database_sync_to_async(_end)(live.conversation_id)
+
+        await asyncio.shield(store_and_end())
 
 
 def _end(conversation_id: str) -> None:
@@ -740,12 +728,6 @@ def _end(conversation_id: str) -> None:
         conversation=Conversation.objects.get(pk=conversation_id),
         status=ConversationStatus.ENDED,
     )
-
-
-async def _store_single(exchange: Exchange) -> None:
-    """Store a one-request conversation's exchange, then end the conversation."""
-    await write_exchange(exchange)
-    await database_sync_to_async(_end)(exchange.live.conversation_id)
 
 
 # --- the views --------------------------------------------------------------------------
@@ -870,26 +852,13 @@ async def query_assistant(request: HttpRequest, caller: Caller) -> HttpResponseB
         history: list[ChatMessage] = []
         if live.llm.provider == LLMChoice.OPENAI_COMPATIBLE:
             history = await database_sync_to_async(_history)(live.conversation_id)
-        answer = Answer()
-        knowledge = TurnKnowledge()
+        turn = PendingTurn(live, UserTurn(text=prompt))
 
         async def ignore(clause: str) -> None:
             pass
 
-        try:
-            knowledge = await prepare_turn(live, prompt)
-            await stream_answer(
-                provider=provider,
-                system_prompt=live.system_prompt,
-                history=[*history, ChatMessage(role="user", content=prompt)],
-                context=live.context,
-                emit=ignore,
-                answer=answer,
-                passages=knowledge.passages,
-            )
-        finally:
-            exchange = Exchange(live, UserTurn(text=prompt), answer, knowledge.refs)
-            await asyncio.shield(write_exchange(exchange))
+        messages = [*history, ChatMessage(role="user", content=prompt)]
+        answer = await answer_turn(turn, provider, messages, ignore)
         run_id = await database_sync_to_async(_last_answer_id)(live.conversation_id)
     content = _CITATION.sub("", answer.text).strip()
     reply: dict[str, Any] = {

@@ -24,15 +24,12 @@ from agents.speech_text import speakable
 from conversations.access import clm_refusal, request_token
 from conversations.clm.protocol import ClmError, ClmRequest, parse_sse_body
 from conversations.models import Channel
-from conversations.replies import Answer, stream_answer
 from conversations.stores import (
     LiveConversation,
-    TurnKnowledge,
     UserTurn,
     open_conversation,
-    prepare_turn,
-    record_exchange,
 )
+from conversations.turn import PendingTurn, answer_turn
 from voiceapp import metrics
 from voiceapp.logs import bind_conversation
 
@@ -141,29 +138,17 @@ async def _sse_events(
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
     last = clm_request.last_user
-    user = UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
-    answer = Answer()
+    turn = PendingTurn(
+        live, UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
+    )
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def produce() -> None:
-        knowledge = TurnKnowledge()
         try:
-            knowledge = await prepare_turn(live, user.text)
-            await stream_answer(
-                provider=provider,
-                system_prompt=live.system_prompt,
-                history=[m.as_chat() for m in clm_request.history],
-                context=live.context,
-                emit=queue.put,
-                answer=answer,
-                passages=knowledge.passages,
-                transform=speakable,
-            )
+            messages = [m.as_chat() for m in clm_request.history]
+            await answer_turn(turn, provider, messages, queue.put, transform=speakable)
         finally:
-            try:
-                await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
-            finally:
-                queue.put_nowait(None)  # the stream ends whatever failed above
+            queue.put_nowait(None)  # the stream ends whatever failed above
 
     producer = asyncio.create_task(produce())
     try:

@@ -28,19 +28,18 @@ from agents.text_checks import unstorable_reason
 from conversations.access import may_talk_to, query_param
 from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, ReleasesOnEnd
 from conversations.models import Channel
-from conversations.replies import Answer, stream_answer
+from conversations.replies import Answer
 from conversations.stores import (
     LiveConversation,
-    TurnKnowledge,
     UserTurn,
     catch_up,
     close_conversation,
     open_conversation,
-    prepare_turn,
     record_exchange,
     resume_conversation,
     transcript_for_page,
 )
+from conversations.turn import PendingTurn, answer_turn
 from voiceapp import drain, metrics
 from voiceapp.logs import bind_conversation
 
@@ -205,30 +204,20 @@ class ChatConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer)
                 await self.error("internal", "the reply failed; try again")
 
     async def _reply(self, text: str) -> None:
-        user = UserTurn(text=text)
-        answer = Answer()
-        knowledge = TurnKnowledge()
+        if (stored := await catch_up(self.live)) is not None:
+            self.history = stored  # a call on the same page spoke meanwhile
+        turn = PendingTurn(self.live, UserTurn(text=text))
 
         async def emit(clause: str) -> None:
             await self.send_json({"type": "delta", "text": clause})
 
         try:
-            if (stored := await catch_up(self.live)) is not None:
-                self.history = stored  # a call on the same page spoke meanwhile
-            knowledge = await prepare_turn(self.live, text)
-            await stream_answer(
-                provider=self.provider,
-                system_prompt=self.live.system_prompt,
-                history=[*self.history, ChatMessage(role="user", content=text)],
-                context=self.live.context,
-                emit=emit,
-                answer=answer,
-                passages=knowledge.passages,
-            )
+            messages = [*self.history, ChatMessage(role="user", content=text)]
+            await answer_turn(turn, self.provider, messages, emit)
         finally:
+            answer = turn.answer
             self.history.append(ChatMessage(role="user", content=text))
             if answer.heard_text or answer.text:
                 heard = answer.heard_text if answer.cancelled else answer.text
                 self.history.append(ChatMessage(role="assistant", content=heard))
-            await asyncio.shield(record_exchange(self.live, user, answer, knowledge.refs))
         await self.send_json({"type": "done", "text": answer.text, "error": answer.error or None})

@@ -33,16 +33,13 @@ from conversations.clm.protocol import (
 )
 from conversations.consumers.common import CLOSE_TRY_AGAIN_LATER, DATABASE_DOWN, ReleasesOnEnd
 from conversations.models import Channel
-from conversations.replies import Answer, stream_answer
 from conversations.stores import (
     LiveConversation,
-    TurnKnowledge,
     UserTurn,
     llm_config,
     open_conversation,
-    prepare_turn,
-    record_exchange,
 )
+from conversations.turn import PendingTurn, answer_turn
 from voiceapp import drain, metrics
 from voiceapp.logs import bind_conversation
 
@@ -154,27 +151,13 @@ class ClmConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer):
         if opened:
             log.info("clm conversation opened or resumed for agent %s", self.agent.slug)
         last = request.last_user
-        user = UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
-        answer = Answer()
-        knowledge = TurnKnowledge()
+        turn = PendingTurn(
+            live, UserTurn(text=last.content, prosody=last.prosody, speech_time=last.time)
+        )
 
         async def emit(text: str) -> None:
             await self.send(text_data=assistant_input(text))
 
-        try:
-            knowledge = await prepare_turn(live, user.text)
-            await stream_answer(
-                provider=self.provider,
-                system_prompt=live.system_prompt,
-                history=[m.as_chat() for m in request.history],
-                context=live.context,
-                emit=emit,
-                answer=answer,
-                passages=knowledge.passages,
-                transform=speakable,
-            )
-        finally:
-            # Stored also when cancelled (as an interrupted turn); shielded so that the
-            # cancellation that ends the reply cannot interrupt the write.
-            await asyncio.shield(record_exchange(live, user, answer, knowledge.refs))
+        messages = [m.as_chat() for m in request.history]
+        await answer_turn(turn, self.provider, messages, emit, transform=speakable)
         await self.send(text_data=assistant_end())

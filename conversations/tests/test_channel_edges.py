@@ -17,8 +17,6 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from conversations import stores
-from conversations.consumers import chat as chat_consumer
-from conversations.consumers import clm as clm_consumer
 from conversations.models import Turn
 from conversations.tests.hume_payloads import payload, sparse_user
 from voiceapp.asgi import application
@@ -135,25 +133,26 @@ async def test_the_chatbot_endpoints_refuse_unstorable_text_with_a_400(eliza) ->
 # --- failures inside a reply ------------------------------------------------------------
 
 
-def failing_store(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> None:
-    """The next stored exchange fails (a bug, not an outage); later ones work again."""
-    real = stores.record_exchange
+def failing_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next exchange a channel stores fails (a bug, not an outage); later ones work."""
+    from conversations import turn
+
+    real = stores.write_exchange
     failures = [RuntimeError("the write failed")]
 
-    async def record(*args: Any, **kwargs: Any) -> None:
+    async def write(*args: Any, **kwargs: Any) -> None:
         if failures:
             raise failures.pop()
         await real(*args, **kwargs)
 
-    for module in modules:
-        monkeypatch.setattr(module, "record_exchange", record)
+    monkeypatch.setattr(turn, "write_exchange", write)
 
 
 async def test_a_chat_reply_that_cannot_be_stored_ends_with_an_error_and_the_socket_goes_on(
     eliza, monkeypatch
 ) -> None:
     socket = await chat_socket()  # its greeting is stored
-    failing_store(monkeypatch, chat_consumer)
+    failing_store(monkeypatch)
     await socket.send_to(text_data=json.dumps({"type": "message", "text": "I am sad."}))
     frames = await chat_until_end(socket)
     assert (frames[-1]["type"], frames[-1]["code"]) == ("error", "internal")
@@ -163,9 +162,8 @@ async def test_a_chat_reply_that_cannot_be_stored_ends_with_an_error_and_the_soc
 
 
 async def test_an_sse_reply_that_cannot_be_stored_still_ends_the_stream(eliza, monkeypatch) -> None:
-    from conversations import views
 
-    failing_store(monkeypatch, views)
+    failing_store(monkeypatch)
     body = json.dumps({"messages": [{"role": "user", "content": "I am sad."}], "stream": True})
     response = await AsyncClient().post(
         "/llm/eliza/chat/completions", body, content_type="application/json"
@@ -182,7 +180,7 @@ async def test_an_sse_reply_that_cannot_be_stored_still_ends_the_stream(eliza, m
 async def test_a_custom_llm_reply_that_cannot_be_stored_ends_and_the_socket_goes_on(
     eliza, monkeypatch
 ) -> None:
-    failing_store(monkeypatch, clm_consumer)
+    failing_store(monkeypatch)
     socket = WebsocketCommunicator(application, "/llm/eliza")
     assert (await socket.connect())[0]
     good = payload([sparse_user("Hello")])
