@@ -162,6 +162,7 @@ from conversations.stores import (
     UserTurn,
     llm_config,
     open_conversation,
+    stored_history,
 )
 from conversations.turn import PendingTurn, answer_turn
 from conversations.voice_store import USER_AUDIO_RATE, wav_file
@@ -791,20 +792,6 @@ def _address_lock(agent: Agent, address: str) -> asyncio.Lock:
     return lock
 
 
-def _history(conversation_id: str) -> list[ChatMessage]:
-    """The stored history, for models that keep none themselves (OpenAI-compatible)."""
-    rows = list(
-        Turn.objects.filter(conversation_id=conversation_id, role__in=[Role.USER, Role.ASSISTANT])
-        .order_by("-index")
-        .values_list("role", "heard_text", "text")[:_HISTORY_MESSAGES]
-    )
-    return [
-        ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
-        for role, heard, text in reversed(rows)
-        if heard or text
-    ]
-
-
 def _address_owner(agent_id: int, address: str) -> int | None:
     """The id of the user whose conversation ``address`` is, if it is anyone's."""
     owner: int | None = (
@@ -851,7 +838,9 @@ async def query_assistant(request: HttpRequest, caller: Caller) -> HttpResponseB
         live = await open_conversation(caller.agent, Channel.HTTP_API, address, caller.user)
         history: list[ChatMessage] = []
         if live.llm.provider == LLMChoice.OPENAI_COMPATIBLE:
-            history = await database_sync_to_async(_history)(live.conversation_id)
+            history = await database_sync_to_async(stored_history)(
+                live.conversation_id, last=_HISTORY_MESSAGES
+            )
         turn = PendingTurn(live, UserTurn(text=prompt))
 
         async def ignore(clause: str) -> None:

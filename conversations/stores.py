@@ -51,6 +51,10 @@ from voiceapp import metrics
 
 log = logging.getLogger(__name__)
 
+#: The database cannot be reached (down, restarting, connection lost): a channel tells its
+#: client ``unavailable`` and the client may try again; nothing of the turn is stored.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
 
 @dataclass
 class LiveConversation:
@@ -136,14 +140,19 @@ def _open(
 open_conversation = database_sync_to_async(_open)
 
 
-def _history(conversation: Conversation) -> list[ChatMessage]:
-    """What the model should see of the stored turns: what was said and heard."""
+def stored_history(conversation_id: str, *, last: int | None = None) -> list[ChatMessage]:
+    """What the model should see of the stored turns: what was said, and of a reply cut
+    short what was heard. ``last``: only that many of the latest messages."""
+    rows = (
+        Turn.objects.filter(conversation_id=conversation_id, role__in=[Role.USER, Role.ASSISTANT])
+        .order_by("-index")
+        .values_list("role", "text", "heard_text")
+    )
+    latest = list(rows[:last] if last is not None else rows)
     return [
         ChatMessage(role="user" if role == Role.USER else "assistant", content=heard or text)
-        for role, text, heard in conversation.turns.order_by("index").values_list(
-            "role", "text", "heard_text"
-        )
-        if role in (Role.USER, Role.ASSISTANT) and (heard or text)
+        for role, text, heard in reversed(latest)
+        if heard or text
     ]
 
 
@@ -184,7 +193,7 @@ def _resume(
     conversation_reopen(conversation=conversation)
     live = _live(conversation, agent, channel)
     live.turns = conversation.turns.count()
-    return live, _history(conversation)
+    return live, stored_history(str(conversation.pk))
 
 
 resume_conversation = database_sync_to_async(_resume)
@@ -202,7 +211,7 @@ def _catch_up(live: LiveConversation) -> list[ChatMessage] | None:
         return None
     live.turns = stored
     live.context = _context(conversation)
-    return _history(conversation)
+    return stored_history(str(conversation.pk))
 
 
 catch_up = database_sync_to_async(_catch_up)
@@ -215,7 +224,7 @@ async def close_conversation(live: LiveConversation, reason: EndReason) -> None:
         await database_sync_to_async(conversation_close)(
             conversation_id=live.conversation_id, reason=reason
         )
-    except (OperationalError, InterfaceError) as exc:
+    except DATABASE_DOWN as exc:
         log.warning("conversation %s not marked ended: %s", live.conversation_id, exc)
 
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -25,6 +24,7 @@ from conversations.access import clm_refusal, request_token
 from conversations.clm.protocol import ClmError, ClmRequest, parse_sse_body
 from conversations.models import Channel
 from conversations.stores import (
+    DATABASE_DOWN,
     LiveConversation,
     UserTurn,
     open_conversation,
@@ -46,7 +46,6 @@ _STATUS = {
     "unavailable": 503,
 }
 # The database cannot be reached (down, restarting, connection lost).
-_DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def clm_error(code: str, message: str) -> JsonResponse:
@@ -77,7 +76,7 @@ async def clm_chat_completions(
         agent = await database_sync_to_async(agent_get_active)(slug=slug)
     except AgentNotFound as exc:
         return clm_error("inactive_agent" if exc.inactive else "unknown_agent", str(exc))
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
         return _unavailable(exc)
     refusal = clm_refusal(agent, request_token(request))
     if refusal is not None:
@@ -101,7 +100,7 @@ async def clm_chat_completions(
         return clm_error(exc.code, exc.message)
     try:
         live = await open_conversation(agent, Channel.HUME_CLM, session_id, request.user)
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
         return _unavailable(exc)
     bind_conversation(live.conversation_id)
     model = agent.llm_model or agent.llm_provider
@@ -181,7 +180,7 @@ async def _outcome(producer: asyncio.Task[None]) -> dict[str, str] | None:
     """The documented error of a reply that failed after streaming began, or None."""
     try:
         await producer
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
         log.warning("clm sse reply not stored: the database is unavailable (%s)", exc)
         metrics.error("clm.unavailable")
         return {"code": "unavailable", "message": "the service is unavailable; try again"}

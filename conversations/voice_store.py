@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import wave
-
 from django.core.files.base import ContentFile
 
-from agents.speech.audio import float_to_pcm16_bytes
+from agents.speech.audio import float_to_pcm16_bytes, pcm16_wav
 from conversations.realtime.session import Retrieved, SpokenReply, TurnMetrics, Utterance
 from conversations.stores import (
     Exchange,
@@ -24,13 +21,7 @@ USER_AUDIO_RATE = 16_000
 
 def wav_file(pcm: bytes, sample_rate: int, name: str) -> ContentFile[bytes]:
     """A mono 16-bit WAV file of ``pcm`` (s16le), ready for a FileField."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
-    return ContentFile(buffer.getvalue(), name=name)
+    return ContentFile(pcm16_wav(pcm, sample_rate), name=name)
 
 
 async def retrieve_for(live: LiveConversation, text: str) -> Retrieved:

@@ -8,14 +8,12 @@ import functools
 import re
 
 import numpy as np
-import numpy.typing as npt
 from num2words import num2words
 
 from agents.speech.audio import pcm16_bytes_to_float, resample
+from agents.speech.base import FloatAudio
 from agents.speech.faster_whisper import FasterWhisperSTT
 from agents.speech.piper import PiperTTS
-
-FloatAudio = npt.NDArray[np.float32]
 
 
 @functools.cache

@@ -7,8 +7,9 @@ shared by any number of engines.
 Per input: normalise and split the text (:func:`tokenize`), scan it for keywords
 while substituting words and cutting at delimiters, then pop keywords off the
 keystack and try their decomposition rules until one yields a response. The
-details follow ``shared/eliza/SPEC.md``; the comments below mark where the 1966
-program behaves in a way that is easy to get wrong.
+details follow Weizenbaum's 1966 description of the program (the tests replay its
+published conversations); the comments below mark where the 1966 program behaves in
+a way that is easy to get wrong.
 """
 
 from __future__ import annotations

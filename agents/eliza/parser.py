@@ -1,6 +1,6 @@
 """Reader and parser for ELIZA scripts in the 1966 S-expression format.
 
-The format (see ``shared/eliza/SPEC.md``) is a greeting list, the word ``START``,
+The format, as Weizenbaum published it in 1966, is a greeting list, the word ``START``,
 one list per keyword, a ``(MEMORY …)`` list, a ``(NONE …)`` list and a final ``()``.
 ``;`` starts a comment that runs to the end of the line.
 

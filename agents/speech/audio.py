@@ -7,6 +7,7 @@ Everything inside the speech layer is float32 mono in [-1, 1]; the wire formats 
 from __future__ import annotations
 
 import io
+import wave
 
 import av
 import av.error
@@ -52,6 +53,17 @@ def pcm16_to_float(x: Int16Audio) -> FloatAudio:
     if arr.dtype != np.int16:
         raise _bad_audio(f"expected int16 samples, got dtype {arr.dtype}")
     return (arr.astype(np.float32) / _INT16_SCALE).reshape(-1)
+
+
+def pcm16_wav(pcm: bytes, sample_rate: int) -> bytes:
+    """Mono s16le samples as a WAV file (the project's one WAV writer)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()
 
 
 def float_to_pcm16_bytes(x: npt.ArrayLike) -> bytes:

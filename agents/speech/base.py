@@ -1,8 +1,9 @@
 """The speech layer's interfaces: what every STT and TTS provider accepts and returns.
 
-Providers are one file each (``faster_whisper.py``, ``piper.py``, later the cloud ones) and
-are built by name through :mod:`agents.speech.registry`. Nothing here imports Django,
-Channels, Celery or DRF.
+Providers are one file each (``faster_whisper.py`` and ``piper.py`` embedded;
+``openai_stt.py``, ``openai_tts.py``, ``aws_transcribe.py``, ``aws_polly.py`` and
+``elevenlabs.py`` in the cloud) and are built by name through
+:mod:`agents.speech.registry`. Nothing here imports Django, Channels, Celery or DRF.
 """
 
 from __future__ import annotations

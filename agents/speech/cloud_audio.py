@@ -12,27 +12,19 @@ the end. The total output is ``round(samples * to_rate / from_rate)`` samples.
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soxr
 
-from .audio import float_to_pcm16_bytes, pcm16_bytes_to_float
+from .audio import float_to_pcm16_bytes, pcm16_bytes_to_float, pcm16_wav
 from .base import STT_SAMPLE_RATE, AudioChunk
 
 
 def wav_bytes(audio: npt.ArrayLike, sample_rate: int = STT_SAMPLE_RATE) -> bytes:
     """Float mono audio in [-1, 1] as a 16-bit PCM WAV file."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(float_to_pcm16_bytes(audio))
-    return buffer.getvalue()
+    return pcm16_wav(float_to_pcm16_bytes(audio), sample_rate)
 
 
 class PCMStream:

@@ -1,6 +1,6 @@
 """Local speech to text with faster-whisper (CTranslate2), tuned for a small CPU.
 
-Measured on the project's 2-core machines (shared/notes/SPEECH-ON-CPU.md): the bundled
+Measured on a 2-core machine like the project's target: the bundled
 tiny.en model costs a fixed ~330 ms per call whatever the utterance length, beam 1 is as
 accurate as beam 5 on clear speech and ~20% cheaper, and the best throughput is one intra-op
 thread per call with two calls in parallel. Hence one transcription per utterance (the VAD

@@ -1,6 +1,6 @@
 """Local text to speech with Piper, streamed one sentence (or clause) at a time.
 
-Measured on the project's 2-core machines (shared/notes/SPEECH-ON-CPU.md): Piper needs about
+Measured on a 2-core machine like the project's target: Piper needs about
 45 ms of compute per second of audio with two threads (about 75 ms with one), and its
 ``PiperVoice.synthesize`` yields one chunk per sentence. So the time to the first audio is set
 by the length of the first sentence: it is sent as soon as it is ready while later sentences
@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .audio import float_to_pcm16_bytes, resample
+from .audio import float_to_pcm16_bytes, pcm16_wav, resample
 from .base import AudioChunk, SpeechDevice, SpeechError, SpeechErrorKind, TTSProvider
 from .executor import InferencePool, default_pool
 
@@ -294,18 +294,9 @@ def _voice_sample_rate(config_path: Path) -> int:
 def sample_wav(voice: str | None, text: str, device: SpeechDevice | None = None) -> bytes:
     """``text`` spoken by a Piper voice, as a WAV file (blocking: the voice loads on first
     use). For hearing a voice before choosing it."""
-    import io
-    import wave
-
     tts = PiperTTS(voice, device)
     audio = b"".join(
         float_to_pcm16_bytes(sentence.audio_float_array)
         for sentence in tts.load_voice().synthesize(text)
     )
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(tts.voice_rate)
-        wav.writeframes(audio)
-    return out.getvalue()
+    return pcm16_wav(audio, tts.voice_rate)

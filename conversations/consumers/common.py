@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import InterfaceError, OperationalError
-
 from conversations.models import EndReason
+from conversations.stores import DATABASE_DOWN
 from voiceapp import drain
 
 #: RFC 6455 / IANA 1013 "Try Again Later": the database is unreachable right now.
 CLOSE_TRY_AGAIN_LATER = 1013
-#: The database cannot be reached (down, restarting, connection lost): the client is told
-#: ``unavailable`` and may try again; nothing of the turn is stored.
-DATABASE_DOWN = (OperationalError, InterfaceError)
+__all__ = ["CLOSE_TRY_AGAIN_LATER", "DATABASE_DOWN", "ReleasesOnEnd"]
 
 
 #: The server's close codes that say why a conversation ended (4408: maximum length).

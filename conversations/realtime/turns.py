@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-import numpy.typing as npt
 
-FloatAudio = npt.NDArray[np.float32]
+from agents.speech.base import FloatAudio
 
 #: Speech ends (hysteresis) this far below the start threshold, as in Silero's own iterator.
 HYSTERESIS = 0.15

@@ -5,11 +5,14 @@ The ONNX model (``faster_whisper/assets/silero_vad_v6.onnx``) scores 512-sample 
 carries an LSTM state (``h``, ``c``) from one window to the next. faster-whisper only runs it
 over a whole file; here the same state is carried across calls, so audio can be fed as it
 arrives, in chunks of any size, and the probabilities are bit-identical to one pass over the
-whole array (shared/notes/SPEECH-ON-CPU.md; asserted in conversations/tests/test_vad.py).
+whole array (asserted in conversations/tests/test_vad.py).
 
-One window costs ~0.1 ms, about 0.3% of a core per real-time stream, so feeding on the
-event-loop thread is acceptable. The onnxruntime session is shared by the whole process;
-the per-stream state lives in each :class:`SileroVAD` and is never shared.
+One window costs ~0.1 ms, about 0.3% of a core per real-time stream. The voice socket
+still feeds it off the event loop, on one thread of its own shared by every session
+(``vad_pool`` in ``conversations.consumers.voice``), so that many sessions' windows never
+add up to a stall of the loop, and never wait behind speech-to-text jobs. The onnxruntime
+session is shared by the whole process; the per-stream state lives in each
+:class:`SileroVAD` and is never shared.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from agents.speech.base import FloatAudio
+
 if TYPE_CHECKING:
     import onnxruntime
 
-FloatAudio = npt.NDArray[np.float32]
 
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 512
