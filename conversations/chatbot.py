@@ -551,21 +551,6 @@ def _speech_refusal(exc: SpeechError) -> Refused:
 
 # --- models -----------------------------------------------------------------------------
 
-_warmed: set[tuple[str, str, str]] = set()
-
-
-async def _warm(provider: STTProvider | TTSProvider, key: tuple[str, str, str]) -> None:
-    """Load a model once per process; the bundled ones may already be loading at start."""
-    if key in _warmed:
-        return
-    kind, name, choice = key
-    bundled = warmup.DEFAULT_KEY[:2] if kind == "stt" else warmup.DEFAULT_KEY[2:]
-    if (name, choice) == bundled and await warmup.wait():
-        _warmed.add(key)
-        return
-    await provider.warm_up()
-    _warmed.add(key)
-
 
 async def _tts_for(agent: Agent) -> TTSProvider:
     device = warmup.speech_device()
@@ -573,7 +558,7 @@ async def _tts_for(agent: Agent) -> TTSProvider:
         tts = await asyncio.to_thread(
             build_tts, agent.tts_provider, agent.tts_voice, device, sample_rate=OUTPUT_SAMPLE_RATE
         )
-        await _warm(tts, ("tts", agent.tts_provider, agent.tts_voice))
+        await warmup.ensure(tts, "tts", agent.tts_provider, agent.tts_voice)
     except SpeechError as exc:
         raise _speech_refusal(exc) from exc
     return tts
@@ -583,7 +568,7 @@ async def _stt_for(agent: Agent) -> STTProvider:
     device = warmup.speech_device()
     try:
         stt = await asyncio.to_thread(build_stt, agent.stt_provider, agent.stt_model, device)
-        await _warm(stt, ("stt", agent.stt_provider, agent.stt_model))
+        await warmup.ensure(stt, "stt", agent.stt_provider, agent.stt_model)
     except SpeechError as exc:
         raise _speech_refusal(exc) from exc
     return stt

@@ -13,15 +13,16 @@ import threading
 
 from django.conf import settings
 
-from agents.speech.base import SpeechDevice
+from agents.speech.base import SpeechDevice, STTProvider, TTSProvider
 from agents.speech.registry import build_stt, build_tts
 
 log = logging.getLogger(__name__)
 
-#: The provider and voice settings an agent has when left at its defaults.
-DEFAULT_KEY = ("faster_whisper", "", "piper", "")
+#: The provider and model or voice an agent has for each when left at its defaults.
+BUNDLED = {"stt": ("faster_whisper", ""), "tts": ("piper", "")}
 _thread: threading.Thread | None = None
 _failed = False
+_warmed: set[tuple[str, str, str]] = set()
 
 
 def speech_device() -> SpeechDevice:
@@ -65,6 +66,20 @@ async def wait() -> bool:
         return False
     await asyncio.to_thread(_thread.join)
     return True
+
+
+async def ensure(provider: STTProvider | TTSProvider, kind: str, name: str, choice: str) -> None:
+    """Load ``provider``'s model once per process (``kind`` "stt" or "tts", the agent's
+    provider ``name`` and model or voice ``choice``), so that a call's first turn does not
+    pay for it; the bundled ones may already be loading since start-up."""
+    key = (kind, name, choice)
+    if key in _warmed:
+        return
+    if (name, choice) == BUNDLED[kind] and await wait() and not _failed:
+        _warmed.add(key)
+        return
+    await provider.warm_up()
+    _warmed.add(key)
 
 
 def failed() -> bool:

@@ -67,7 +67,6 @@ CLOSE_TOO_MANY = 4429
 # behind a proxy should also limit connections per address at the proxy.
 _sessions_per_client: Counter[str] = Counter()
 _vad_pool: InferencePool | None = None
-_warmed: set[tuple[str, str, str, str]] = set()
 
 
 def vad_pool() -> InferencePool:
@@ -304,12 +303,10 @@ class VoiceConsumer(metrics.CountedSocket, ReleasesOnEnd, AsyncWebsocketConsumer
         )
         # Models load once per process: the first session of each voice waits for it here,
         # before the greeting, rather than in the middle of its first turn.
-        key = (agent.stt_provider, agent.stt_model, agent.tts_provider, agent.tts_voice)
-        if key == warmup.DEFAULT_KEY and await warmup.wait():
-            _warmed.add(key)
-        if key not in _warmed:
-            await asyncio.gather(stt.warm_up(), tts.warm_up())
-            _warmed.add(key)
+        await asyncio.gather(
+            warmup.ensure(stt, "stt", agent.stt_provider, agent.stt_model),
+            warmup.ensure(tts, "tts", agent.tts_provider, agent.tts_voice),
+        )
         if resumed is not None:
             live, history = resumed
         else:
