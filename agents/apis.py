@@ -37,6 +37,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from agents.links import signed_link_token
 from agents.models import Agent, LLMProvider, PromptVersion
 from agents.selectors import AgentNotFound, agent_get_active
 from agents.services import (
@@ -45,7 +46,6 @@ from agents.services import (
     agent_update,
     prompt_version_create,
 )
-from conversations.access import signed_link_token
 from knowledge.services import vector_store_request_sync
 from voiceapp.api_permissions import MethodPermissions, staff_has_perm
 

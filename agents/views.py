@@ -7,8 +7,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from agents.links import signed_link_valid
 from agents.selectors import AgentNotFound, agent_get_active, agent_is_public, agent_list_active
-from conversations.access import signed_link_valid
 from voiceapp.errors import NotFoundHere
 
 

@@ -11,10 +11,10 @@ from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.core import signing
 from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
 
+from agents.links import signed_link_valid
 from agents.models import Agent
 
 
@@ -58,22 +58,6 @@ def clm_refusal(agent: Agent, given: str) -> str | None:
     if agent.is_public:
         return None
     return "this agent is not public: its custom-LLM token is required"
-
-
-_LINK_SALT = "conversations.voice-link"
-
-
-def signed_link_token(slug: str) -> str:
-    """A token that lets anyone holding it talk to agent ``slug`` for a limited time."""
-    return signing.TimestampSigner(salt=_LINK_SALT).sign(slug)
-
-
-def signed_link_valid(slug: str, token: str, *, max_age: int) -> bool:
-    """Whether ``token`` was made by :func:`signed_link_token` for ``slug`` and is still fresh."""
-    try:
-        return signing.TimestampSigner(salt=_LINK_SALT).unsign(token, max_age=max_age) == slug
-    except signing.BadSignature:
-        return False
 
 
 def query_param(scope: Mapping[str, Any], name: str) -> str:

@@ -57,10 +57,10 @@ start() {  # start NAME COMMAND...: one child, in its own process group (see bel
 for ((i = 0; i < WEB_PROCESSES; i++)); do
   start "web $((PORT + i))" "$PY" -m voiceapp.serve --host "$HOST" --port $((PORT + i))
 done
-start "worker" "$PY" -m celery -A voiceapp worker --loglevel INFO
+start "worker" "$PY" -m celery -A voiceapp.celery worker --loglevel INFO
 beat_schedule=${CELERY_BEAT_SCHEDULE_FILE:-var/celerybeat-schedule}
 mkdir -p "$(dirname "$beat_schedule")"
-start "beat" "$PY" -m celery -A voiceapp beat --loglevel INFO --schedule "$beat_schedule"
+start "beat" "$PY" -m celery -A voiceapp.celery beat --loglevel INFO --schedule "$beat_schedule"
 
 stopping=0
 stop_all() {

@@ -1,5 +1,2 @@
-"""Project package: settings, ASGI routing, URLs and the Celery app."""
-
-from voiceapp.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""Project package: settings, ASGI routing, URLs and the Celery app (``voiceapp.celery``,
+loaded when Django starts, by the knowledge app that owns the tasks)."""

@@ -16,9 +16,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
+from agents.links import signed_link_valid
 from agents.models import Agent, LLMProvider, PromptVersion
 from agents.services import prompt_version_create
-from conversations.access import signed_link_valid
 from knowledge.models import VectorStore
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from agents.links import signed_link_token
 from agents.models import Agent
-from conversations.access import signed_link_token
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from conversations.access import signed_link_token
+from agents.links import signed_link_token
 from conversations.models import Conversation, Turn
 from voiceapp.asgi import application
 

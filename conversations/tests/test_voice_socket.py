@@ -272,7 +272,7 @@ async def test_unknown_agents_are_refused_with_4404(make_agent) -> None:
 
 
 async def test_private_agents_need_a_user_or_a_signed_link(make_agent) -> None:
-    from conversations.access import signed_link_token
+    from agents.links import signed_link_token
 
     await sync_to_async(make_agent)(slug="private", is_public=False)
     client = Client("/agents/private/conversation")

@@ -2,7 +2,7 @@
 
 ``search_chunks`` picks the backend from the connection: FTS5 on SQLite (the embedded
 profile), ``tsvector`` + GIN on PostgreSQL (production). Both rank with BM25 over an OR
-of the question's meaningful words (:func:`knowledge.search.terms.search_terms`).
+of the question's meaningful words (:func:`knowledge.terms.search_terms`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.db import connection
 
 from knowledge.search import postgres, sqlite
-from knowledge.search.terms import search_terms
 from knowledge.search.types import Hit
+from knowledge.terms import search_terms
 
 __all__ = ["Hit", "install", "search_chunks", "search_terms", "uninstall"]
 

@@ -217,7 +217,7 @@ def start_worker(
                 "-m",
                 "celery",
                 "-A",
-                "voiceapp",
+                "voiceapp.celery",  # as make production starts it
                 "worker",
                 "--pool=solo",
                 "--without-gossip",

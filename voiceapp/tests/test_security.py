@@ -48,8 +48,8 @@ from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.authtoken.models import Token
 
-from agents.models import Agent
-from conversations import access
+from agents import links
+from agents.models import Agent, PromptVersion
 from conversations.consumers.voice import VoiceConsumer
 from conversations.models import Channel, Conversation, Role, Turn
 from conversations.routing import websocket_urlpatterns
@@ -111,6 +111,7 @@ class World:
             "group": Group.objects.get(name="Operators").pk,
             "user": self.users["user"].pk,
             "store": self.store.pk,
+            "prompt_version": PromptVersion.objects.get(agent=self.closed, is_active=True).pk,
         }
 
 
@@ -344,6 +345,22 @@ HTTP_MATRIX: list[Row] = [
         superuser="all",
         can_add=False,
         can_delete=False,
+    ),
+    Row(
+        "admin/agents/agent/<int:agent_id>/prompt-versions/<int:version_id>/activate/",
+        "POST",
+        "/admin/agents/agent/{agent}/prompt-versions/{prompt_version}/activate/",
+        admin("403", "302", "302"),
+        "needs change_agent; the active version is made active again, back to the agent",
+        body={},
+        multipart=True,
+    ),
+    Row(
+        "admin/agents/agent/voice-sample/",
+        "GET",
+        "/admin/agents/agent/voice-sample/?voice=/etc/passwd",
+        admin("403", "400", "400"),
+        "needs change_agent; only the Piper voices the editor offers are ever loaded",
     ),
     Row(
         f"{REVIEW}dashboard/",
@@ -909,10 +926,10 @@ class _SignedLongAgo(signing.TimestampSigner):
 
 def _links(world: World) -> dict[str, str]:
     return {
-        "valid": access.signed_link_token("closed"),
-        "wrong": access.signed_link_token("closed")[:-2] + "xx",
-        "expired": _SignedLongAgo(salt=access._LINK_SALT).sign("closed"),
-        "another agent's": access.signed_link_token("open"),
+        "valid": links.signed_link_token("closed"),
+        "wrong": links.signed_link_token("closed")[:-2] + "xx",
+        "expired": _SignedLongAgo(salt=links.LINK_SALT).sign("closed"),
+        "another agent's": links.signed_link_token("open"),
         "missing": "",
     }
 
@@ -1035,7 +1052,7 @@ async def test_a_socket_without_an_origin_is_a_program_anonymous_unless_it_has_a
     assert (await ws_session("/agents/closed/conversation", staff_token, "voice"))[0] == "session"
     assert (await ws_session("/agents/closed/chat", staff_token, "chat"))[0] == "session"
     assert (await ws_session("/agents/closed/chat", bad_token, "chat"))[0] == "close 4401"
-    sig = access.signed_link_token("closed")
+    sig = links.signed_link_token("closed")
     assert (await ws_session(f"/agents/closed/chat?sig={sig}", [], "chat"))[0] == "session"
 
 
@@ -1536,7 +1553,7 @@ async def test_a_chat_is_not_resumed_by_another_user(world: World) -> None:
         "anonymous with a signed link": [ALLOWED_ORIGIN],
         "the owner": [*owner, ALLOWED_ORIGIN],
     }.items():
-        sig = access.signed_link_token("closed")
+        sig = links.signed_link_token("closed")
         path = f"/agents/closed/chat?conversation={mine}&sig={sig}"
         result, frames = await ws_session(path, headers, "chat")
         session = frames[-1]

@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 
+from agents import links
 from agents.models import Agent
-from conversations import access
 from conversations.tests.hume_payloads import payload, sdk_user
 from knowledge.models import Document
 from testing.fake_openai import FakeOpenAI
@@ -387,7 +387,7 @@ async def test_secrets_never_reach_the_log_of_a_debug_server(
         REDIS_URL=redis_with_password,
         **database,
     )
-    sig = access.signed_link_token("closed")
+    sig = links.signed_link_token("closed")
     marks["signed link"] = sig.rsplit(":", 1)[1]
 
     async with httpx.AsyncClient(base_url=server.http_url, timeout=20) as client:
